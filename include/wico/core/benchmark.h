@@ -1,0 +1,36 @@
+// Benchmarks run by `wico bench NAME`: each measures our code and, in the same run, a reference
+// (Debian's python3-torch, or the machine's GEMM rate) and reports ratios, never bare times.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "wico/core/config.h"
+#include "wico/core/registry.h"
+#include "wico/core/runtime.h"
+
+namespace wico {
+
+struct BenchContext {
+  const Config& config;
+  RuntimeInfo runtime;
+  int repeats = 5;              // timed runs; the median is reported
+  int warmup = 1;               // untimed runs before them
+  std::string python = "/usr/bin/python3";  // interpreter with Debian's python3-torch
+  bool quick = false;           // smaller problem sizes, for smoke runs
+};
+
+// Returns the measured figures as JSON (also printed as a table by the benchmark itself).
+using Benchmark = std::function<nlohmann::json(const BenchContext&)>;
+
+Registry<Benchmark>& benchmark_registry();
+
+// Median of `repeats` timings (seconds) of `fn`, after `warmup` untimed calls.
+double median_seconds(const std::function<void()>& fn, int repeats, int warmup);
+
+// Runs `script` with `python` and parses its last stdout line as JSON. Returns null JSON (and
+// logs why) when the interpreter or its torch is missing, so a comparison is skipped, not faked.
+nlohmann::json run_python_reference(const std::string& python, const std::string& script);
+
+}  // namespace wico

@@ -1,0 +1,24 @@
+// Configuration keys of the core component: runs, runtime, logging.
+#include "wico/core/runtime.h"
+#include "wico/core/schema.h"
+
+namespace wico {
+
+void add_core_keys(Schema& schema) {
+  schema.text("run.name", "", "run directory name under run.root; empty: the config file's name")
+      .text("run.root", "runs", "directory that holds the run directories")
+      .integer("run.seed", 0, "seed of every random generator (weights, sampling, data order)", 0,
+               2147483647.0)
+      .integer("runtime.threads", 0, "CPU threads for LibTorch, OpenMP and BLAS; 0: all cores",
+               0, 1024)
+      .add({"runtime.device", ValueType::kString, std::string("auto"),
+            "auto | cpu | cuda | cuda:N (auto: CUDA when available, else CPU)", {}, {}, {},
+            [](const Value& v) { return check_device_name(std::get<std::string>(v)); }})
+      .text("log.level", "info", "console and log.txt verbosity",
+            {"trace", "debug", "info", "warn", "error"})
+      .text("log.progress", "auto",
+            "progress display: a bar on a terminal, plain lines otherwise (auto), or forced",
+            {"auto", "bar", "plain", "off"});
+}
+
+}  // namespace wico

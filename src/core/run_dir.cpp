@@ -1,0 +1,94 @@
+#include "wico/core/run_dir.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace wico {
+
+void atomic_write(const fs::path& path, const std::string& content) {
+  const fs::path temp = path.string() + ".tmp." + std::to_string(::getpid());
+  {
+    std::FILE* f = std::fopen(temp.c_str(), "wb");
+    if (!f) throw Error("cannot write '" + temp.string() + "': " + std::strerror(errno));
+    const bool written = std::fwrite(content.data(), 1, content.size(), f) == content.size() &&
+                         std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+    const bool closed = std::fclose(f) == 0;
+    if (!written || !closed) {
+      std::error_code ignored;
+      fs::remove(temp, ignored);
+      throw Error("cannot write '" + path.string() + "' (disk full?); the previous file is kept");
+    }
+  }
+  std::error_code ec;
+  fs::rename(temp, path, ec);
+  if (ec) {
+    fs::remove(temp, ec);
+    throw Error("cannot replace '" + path.string() + "': " + ec.message());
+  }
+}
+
+std::string run_name_for(const Config& config) {
+  const std::string& name = config.text("run.name");
+  if (!name.empty()) return name;
+  if (!config.source().empty()) return config.source().stem().string();
+  return "default";
+}
+
+RunDir::RunDir(const fs::path& root, const std::string& name, Mode mode) {
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
+    throw ConfigError("run name '" + name + "' must be a plain directory name (run.name)");
+  }
+  path_ = root / name;
+  switch (mode) {
+    case Mode::kCreate:
+      if (fs::exists(path_ / "config.yaml") ||
+          (fs::exists(checkpoints()) && !fs::is_empty(checkpoints()))) {
+        throw ConfigError("run directory '" + path_.string() +
+                          "' already holds a run; resume it with --resume, or choose another "
+                          "name with --set run.name=NAME (nothing was changed)");
+      }
+      break;
+    case Mode::kResume:
+      if (!fs::exists(path_ / "config.yaml")) {
+        throw ConfigError("cannot resume '" + path_.string() + "': it has no config.yaml");
+      }
+      break;
+    case Mode::kReuse:
+      break;
+  }
+  std::error_code ec;
+  for (const auto& dir : {path_, checkpoints(), eval()}) {
+    fs::create_directories(dir, ec);
+    if (ec) throw Error("cannot create run directory '" + dir.string() + "': " + ec.message());
+  }
+}
+
+RunDir RunDir::for_config(const Config& config, Mode mode) {
+  return RunDir(config.text("run.root"), run_name_for(config), mode);
+}
+
+void RunDir::write_config(const Config& config) const {
+  atomic_write(config_file(), "# Resolved configuration of this run (wico " WICO_VERSION ")\n" +
+                                  config.to_yaml());
+}
+
+MetricsLog::MetricsLog(const fs::path& file) : file_(file), out_(file, std::ios::app) {
+  if (!out_) throw Error("cannot open '" + file.string() + "' for writing");
+}
+
+void MetricsLog::write(const nlohmann::json& record) {
+  out_ << record.dump() << "\n";
+  out_.flush();
+  if (!out_) throw Error("cannot append to '" + file_.string() + "'");
+}
+
+}  // namespace wico

@@ -1,0 +1,76 @@
+#include "wico/core/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <sched.h>
+#include <spdlog/spdlog.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <regex>
+#include <thread>
+
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+#include "wico/core/logging.h"
+#include "wico/core/progress.h"
+
+namespace wico {
+
+std::string check_device_name(const std::string& name) {
+  static const std::regex pattern("auto|cpu|cuda(:[0-9]+)?");
+  return std::regex_match(name, pattern) ? "" : "auto, cpu, cuda or cuda:N";
+}
+
+c10::Device resolve_device(const std::string& name) {
+  const std::string problem = check_device_name(name);
+  if (!problem.empty()) {
+    throw ConfigError("runtime.device '" + name + "' is not one of " + problem);
+  }
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (name == "auto") {
+    if (cuda) return c10::Device(c10::kCUDA, 0);
+    spdlog::info("runtime.device auto: no CUDA device visible to this LibTorch build, using CPU");
+    return c10::Device(c10::kCPU);
+  }
+  if (!cuda) {
+    throw ConfigError("runtime.device '" + name +
+                      "': this LibTorch build or machine has no CUDA device (build against a "
+                      "CUDA LibTorch with -DTorch_DIR=..., see README)");
+  }
+  c10::Device device(name);
+  const auto count = static_cast<int>(torch::cuda::device_count());
+  if (device.has_index() && device.index() >= count) {
+    throw ConfigError("runtime.device '" + name + "': only " + std::to_string(count) +
+                      " CUDA device(s) visible");
+  }
+  if (!device.has_index()) device.set_index(0);
+  return device;
+}
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+RuntimeInfo apply_runtime(const Config& config) {
+  init_logging(config.text("log.level"));
+  set_default_progress_mode(parse_progress_mode(config.text("log.progress")));
+  RuntimeInfo info;
+  const auto requested = config.integer("runtime.threads");
+  info.threads = requested > 0 ? static_cast<int>(requested) : available_cores();
+  // LibTorch's intra-op pool and OpenMP (which OpenBLAS and oneDNN use) default to one thread on
+  // some machines; set the count explicitly.
+  at::set_num_threads(info.threads);
+  info.device = resolve_device(config.text("runtime.device"));
+  torch::manual_seed(static_cast<std::uint64_t>(config.integer("run.seed")));
+  spdlog::info("runtime: device {}, {} thread(s), seed {}", info.device.str(), info.threads,
+               config.integer("run.seed"));
+  return info;
+}
+
+}  // namespace wico

@@ -1,0 +1,236 @@
+#include "wico/core/schema.h"
+
+#include <algorithm>
+#include <charconv>
+#include <iomanip>
+#include <mutex>
+#include <ostream>
+#include <sstream>
+
+#include "wico/core/error.h"
+
+namespace wico {
+
+const char* type_name(ValueType type) {
+  switch (type) {
+    case ValueType::kBool: return "bool";
+    case ValueType::kInt: return "integer";
+    case ValueType::kFloat: return "float";
+    case ValueType::kString: return "string";
+    case ValueType::kIntList: return "list of integers";
+    case ValueType::kFloatList: return "list of floats";
+    case ValueType::kStringList: return "list of strings";
+  }
+  return "?";
+}
+
+ValueType type_of(const Value& value) { return static_cast<ValueType>(value.index()); }
+
+namespace {
+
+std::string format_double(double v) {
+  char buffer[64];
+  auto result = std::to_chars(buffer, buffer + sizeof(buffer), v);
+  std::string text(buffer, result.ptr);
+  // Keep floats recognisable as floats when read back (1.0, not 1).
+  if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+  return text;
+}
+
+template <typename T, typename Format>
+std::string format_list(const std::vector<T>& items, Format format) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += format(items[i]);
+  }
+  return out + "]";
+}
+
+std::string range_text(const KeySpec& spec) {
+  std::ostringstream out;
+  out << "[" << (spec.min ? format_double(*spec.min) : "-inf") << ", "
+      << (spec.max ? format_double(*spec.max) : "inf") << "]";
+  return out.str();
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+}  // namespace
+
+std::string format_value(const Value& value) {
+  struct Visitor {
+    std::string operator()(bool v) const { return v ? "true" : "false"; }
+    std::string operator()(std::int64_t v) const { return std::to_string(v); }
+    std::string operator()(double v) const { return format_double(v); }
+    std::string operator()(const std::string& v) const { return v.empty() ? "\"\"" : v; }
+    std::string operator()(const std::vector<std::int64_t>& v) const {
+      return format_list(v, [](std::int64_t x) { return std::to_string(x); });
+    }
+    std::string operator()(const std::vector<double>& v) const {
+      return format_list(v, format_double);
+    }
+    std::string operator()(const std::vector<std::string>& v) const {
+      return format_list(v, [](const std::string& x) { return x; });
+    }
+  };
+  return std::visit(Visitor{}, value);
+}
+
+const Schema& Schema::builtin() {
+  static Schema schema;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    add_core_keys(schema);
+  });
+  return schema;
+}
+
+Schema& Schema::add(KeySpec spec) {
+  if (index_.count(spec.path)) {
+    throw Error("schema: key '" + spec.path + "' is declared twice");
+  }
+  if (type_of(spec.default_value) != spec.type) {
+    throw Error("schema: default of '" + spec.path + "' is not a " + type_name(spec.type));
+  }
+  const std::string problem = check(spec, spec.default_value);
+  if (!problem.empty()) {
+    throw Error("schema: default of '" + spec.path + "' is invalid: " + problem);
+  }
+  index_[spec.path] = keys_.size();
+  keys_.push_back(std::move(spec));
+  return *this;
+}
+
+Schema& Schema::flag(const std::string& path, bool value, const std::string& doc) {
+  return add({path, ValueType::kBool, value, doc, {}, {}, {}, {}});
+}
+Schema& Schema::integer(const std::string& path, std::int64_t value, const std::string& doc,
+                        std::optional<double> min, std::optional<double> max) {
+  return add({path, ValueType::kInt, value, doc, min, max, {}, {}});
+}
+Schema& Schema::real(const std::string& path, double value, const std::string& doc,
+                     std::optional<double> min, std::optional<double> max) {
+  return add({path, ValueType::kFloat, value, doc, min, max, {}, {}});
+}
+Schema& Schema::text(const std::string& path, const std::string& value, const std::string& doc,
+                     std::vector<std::string> choices) {
+  return add({path, ValueType::kString, value, doc, {}, {}, std::move(choices), {}});
+}
+Schema& Schema::integers(const std::string& path, std::vector<std::int64_t> value,
+                         const std::string& doc, std::optional<double> min,
+                         std::optional<double> max) {
+  return add({path, ValueType::kIntList, std::move(value), doc, min, max, {}, {}});
+}
+Schema& Schema::reals(const std::string& path, std::vector<double> value, const std::string& doc,
+                      std::optional<double> min, std::optional<double> max) {
+  return add({path, ValueType::kFloatList, std::move(value), doc, min, max, {}, {}});
+}
+Schema& Schema::texts(const std::string& path, std::vector<std::string> value,
+                      const std::string& doc, std::vector<std::string> choices) {
+  return add({path, ValueType::kStringList, std::move(value), doc, {}, {}, std::move(choices), {}});
+}
+
+const KeySpec* Schema::find(const std::string& path) const {
+  auto it = index_.find(path);
+  return it == index_.end() ? nullptr : &keys_[it->second];
+}
+
+bool Schema::is_section(const std::string& path) const {
+  const std::string prefix = path + ".";
+  auto it = index_.lower_bound(prefix);
+  return it != index_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+}
+
+std::string Schema::check(const KeySpec& spec, const Value& value) {
+  auto in_range = [&](double v) {
+    return (!spec.min || v >= *spec.min) && (!spec.max || v <= *spec.max);
+  };
+  auto in_choices = [&](const std::string& v) {
+    return spec.choices.empty() ||
+           std::find(spec.choices.begin(), spec.choices.end(), v) != spec.choices.end();
+  };
+  bool ok = true;
+  std::visit(
+      [&](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::int64_t> || std::is_same_v<T, double>) {
+          ok = in_range(static_cast<double>(v));
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          ok = in_choices(v);
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          ok = std::all_of(v.begin(), v.end(), in_choices);
+        } else if constexpr (!std::is_same_v<T, bool>) {
+          ok = std::all_of(v.begin(), v.end(),
+                           [&](auto x) { return in_range(static_cast<double>(x)); });
+        }
+      },
+      value);
+  if (!ok) {
+    if (!spec.choices.empty()) return "one of " + join(spec.choices, ", ");
+    return "a value in " + range_text(spec);
+  }
+  if (spec.validate) return spec.validate(value);
+  return "";
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::optional<std::string> Schema::closest(const std::string& path) const {
+  // Compare whole paths, and also the last component alone so that a key written in the wrong
+  // section ("train.threads") still finds "runtime.threads".
+  const std::string leaf = path.substr(path.rfind('.') + 1);
+  std::optional<std::string> best;
+  double best_score = 1e9;
+  for (const auto& spec : keys_) {
+    const std::string spec_leaf = spec.path.substr(spec.path.rfind('.') + 1);
+    const double whole = static_cast<double>(edit_distance(path, spec.path));
+    const double by_leaf = static_cast<double>(edit_distance(leaf, spec_leaf)) + 0.5;
+    const double score = std::min(whole, by_leaf);
+    if (score < best_score) {
+      best_score = score;
+      best = spec.path;
+    }
+  }
+  if (best && best_score <= std::max<double>(2.5, 0.4 * static_cast<double>(leaf.size()))) {
+    return best;
+  }
+  return std::nullopt;
+}
+
+void Schema::print(std::ostream& out) const {
+  std::size_t width = 0;
+  for (const auto& spec : keys_) width = std::max(width, spec.path.size());
+  std::string section;
+  for (const auto& spec : keys_) {
+    const std::string top = spec.path.substr(0, spec.path.find('.'));
+    if (top != section) {
+      out << (section.empty() ? "" : "\n") << top << ":\n";
+      section = top;
+    }
+    out << "  " << std::left << std::setw(static_cast<int>(width)) << spec.path << "  "
+        << type_name(spec.type) << " = " << format_value(spec.default_value);
+    if (!spec.choices.empty()) out << "  {" << join(spec.choices, "|") << "}";
+    if (spec.min || spec.max) out << "  " << range_text(spec);
+    out << "\n      " << spec.doc << "\n";
+  }
+}
+
+}  // namespace wico

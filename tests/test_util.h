@@ -1,0 +1,32 @@
+// Helpers shared by the tests: temporary directories, files, running the `wico` tool.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace wico::test {
+
+// A fresh directory under the system temp folder, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  // Writes `content` to path()/relative (creating folders) and returns the full path.
+  std::filesystem::path write(const std::string& relative, const std::string& content) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs the built `wico` tool with `arguments` (a shell-quoted string) in `working_dir`.
+CommandResult run_wico(const std::string& arguments, const std::filesystem::path& working_dir = {});
+
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace wico::test

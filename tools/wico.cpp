@@ -1,0 +1,64 @@
+// The `wico` command-line tool: parses the command line and hands over to the library.
+// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "commands.h"
+#include "wico/core/error.h"
+#include "wico/core/logging.h"
+
+namespace wico::tool {
+
+void ConfigOptions::add_to(CLI::App& app, bool required) {
+  auto* option = app.add_option("-c,--config", file, "YAML config file (see configs/)");
+  if (required) option->required();
+  app.add_option("--set", overrides,
+                 "override a config key, typed by the schema: --set train.lr=1e-5 "
+                 "--set model.depths=[2,2,6,2] (repeatable)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+}
+
+Config ConfigOptions::load() const {
+  return file.empty() ? Config::defaults(overrides) : Config::load(file, overrides);
+}
+
+}  // namespace wico::tool
+
+int main(int argc, char** argv) {
+  using namespace wico::tool;
+  CLI::App app{"wico: train, fine-tune and evaluate WiCo referring image segmentation models"};
+  app.set_version_flag("--version", std::string("wico ") + WICO_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  std::vector<std::pair<CLI::App*, Action>> commands;
+  auto add = [&](Action (*adder)(CLI::App&)) {
+    const std::size_t before = app.get_subcommands({}).size();
+    Action action = adder(app);
+    commands.emplace_back(app.get_subcommands({}).at(before), std::move(action));
+  };
+  add(add_config_command);
+  add(add_bench_command);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help, version or the parse error
+    return code == 0 ? 0 : 2;
+  }
+  try {
+    wico::init_logging("info");
+    for (auto& [sub, action] : commands) {
+      if (sub->parsed()) return action();
+    }
+    return 2;
+  } catch (const wico::ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}
