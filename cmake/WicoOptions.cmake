@@ -4,6 +4,7 @@ option(WICO_USE_PCH "Precompile the LibTorch headers for the library" ON)
 option(WICO_USE_CCACHE "Use ccache when it is installed" ON)
 option(WICO_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
 option(WICO_WERROR "Treat compiler warnings as errors" OFF)
+option(WICO_BUILD_FUZZERS "Build libFuzzer targets (needs clang)" OFF)
 
 if(WICO_USE_CCACHE)
   find_program(WICO_CCACHE ccache)

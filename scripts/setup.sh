@@ -11,6 +11,8 @@ PACKAGES=(
   libopenblas0-openmp     # an optimised BLAS: ~40x the reference BLAS on GEMM
   libopencv-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev
+  zlib1g-dev              # gzip-compressed CLIP BPE merges
+  clang libclang-rt-14-dev  # libFuzzer targets (WICO_BUILD_FUZZERS, asan preset)
   python3 python3-numpy python3-torch python3-torchvision  # reference outputs and benchmarks
 )
 

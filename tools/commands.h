@@ -25,5 +25,7 @@ struct ConfigOptions {
 using Action = std::function<int()>;
 Action add_config_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
+Action add_synth_command(CLI::App& app);
+Action add_data_command(CLI::App& app);
 
 }  // namespace wico::tool

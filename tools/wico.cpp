@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
     commands.emplace_back(app.get_subcommands({}).at(before), std::move(action));
   };
   add(add_config_command);
+  add(add_synth_command);
+  add(add_data_command);
   add(add_bench_command);
 
   try {

@@ -86,6 +86,7 @@ const Schema& Schema::builtin() {
   static std::once_flag once;
   std::call_once(once, [] {
     add_core_keys(schema);
+    add_data_keys(schema);
   });
   return schema;
 }

@@ -82,3 +82,21 @@ TEST(Cli, GemmBenchmarkReportsRatesAsJson) {
 
 }  // namespace
 }  // namespace wico
+
+namespace wico {
+namespace {
+
+TEST(CliSynth, WritesADataSetAndRefusesToOverwriteIt) {
+  test::TempDir dir;
+  const auto r = test::run_wico("synth --out ds --images 4 --seed 1 --set log.progress=plain",
+                                dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::HasSubstr("synth: wrote 4 images"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "ds" / "refcoco" / "refs(unc).p"));
+  const auto again = test::run_wico("synth --out ds --images 4", dir.path());
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_THAT(again.output, ::testing::HasSubstr("already holds a data set"));
+}
+
+}  // namespace
+}  // namespace wico

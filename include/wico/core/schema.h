@@ -84,7 +84,8 @@ class Schema {
 // Levenshtein distance, used for "did you mean" suggestions.
 std::size_t edit_distance(const std::string& a, const std::string& b);
 
-// Key declarations of the core component (run, runtime, log).
-void add_core_keys(Schema& schema);
+// Key declarations of each component, called by Schema::builtin().
+void add_core_keys(Schema& schema);  // run, runtime, log
+void add_data_keys(Schema& schema);  // data, text
 
 }  // namespace wico

@@ -1,0 +1,113 @@
+// The multi-threaded loader: N worker threads read, decode, transform and tokenise samples and
+// collate them into Batches, at most `prefetch` batches ahead of the consumer. The order of
+// samples depends only on the seed and the epoch, never on the number of workers or on timing.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wico/data/dataset.h"
+#include "wico/data/transforms.h"
+
+namespace wico {
+class Config;
+}
+
+namespace wico::data {
+
+class Tokenizer;
+
+// What evaluation needs to map a prediction back and score it, per sample.
+struct SampleInfo {
+  std::int64_t ref_id = 0, sent_id = 0, image_id = 0, ann_id = 0;
+  std::string sentence;
+  ResizePlan plan;
+  cv::Mat1b target;  // original resolution, for IoU at the original size
+};
+
+struct Batch {
+  at::Tensor images;             // [B, 3, S, S] float, normalised
+  at::Tensor targets;            // [B, 1, S, S] float 0/1
+  at::Tensor token_ids;          // [B, L] int64
+  at::Tensor attention_mask;     // [B, L] int64, 1 for real tokens
+  at::Tensor candidate_masks;    // [B, N, S, S] float 0/1 (N: most candidates in the batch)
+  at::Tensor candidate_boxes;    // [B, N, 4] float x1, y1, x2, y2 in input pixels
+  at::Tensor candidate_classes;  // [B, N] int64 category ids
+  at::Tensor candidate_valid;    // [B, N] bool, false for padding
+  at::Tensor target_index;       // [B] int64: which candidate is the referred object
+  std::vector<SampleInfo> info;
+
+  std::int64_t size() const { return static_cast<std::int64_t>(info.size()); }
+  // The tensors on `device` (info stays on the host).
+  Batch to(const c10::Device& device) const;
+};
+
+struct LoaderOptions {
+  int batch_size = 8;
+  int workers = 2;      // 0: load in the consumer's thread
+  int prefetch = 4;     // batches ready ahead
+  bool shuffle = false;
+  bool drop_last = false;
+  std::uint64_t seed = 0;
+  int input_size = 480;
+  bool letterbox = false;
+  Normalization norm = normalization("imagenet");
+  bool skip_bad_samples = false;  // data.on_bad_sample: skip
+  c10::Device device{c10::kCPU};
+  // The loader's part of a config: data.batch_size, workers, prefetch, input_size, resize,
+  // normalize, on_bad_sample, run.seed.
+  static LoaderOptions from_config(const Config& config);
+};
+
+class Loader {
+ public:
+  Loader(const RefDataset& dataset, const Tokenizer& tokenizer, LoaderOptions options);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  std::int64_t batches_per_epoch() const;
+  // Starts (or restarts) an epoch; batches from a previous epoch still queued are dropped.
+  void start_epoch(std::int64_t epoch);
+  // The next batch of the epoch in order, or nothing at its end. A sample that failed to load is
+  // rethrown here (data.on_bad_sample: error) or left out and counted (skip).
+  std::optional<Batch> next();
+  std::int64_t skipped() const;
+
+  // Builds one batch from dataset indices (also used by the workers).
+  Batch make_batch(const std::vector<std::size_t>& indices, std::int64_t epoch,
+                   std::int64_t* skipped) const;
+
+ private:
+  void stop_workers();
+  void worker_loop();
+
+  const RefDataset& dataset_;
+  const Tokenizer& tokenizer_;
+  LoaderOptions options_;
+  std::vector<std::size_t> order_;
+  std::int64_t epoch_ = -1;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_workers_, wake_consumer_;
+  std::vector<std::thread> threads_;
+  bool stopping_ = false;
+  std::int64_t next_to_make_ = 0;
+  std::int64_t next_to_give_ = 0;
+  std::int64_t generation_ = 0;  // bumps on every start_epoch; stale work is discarded
+  std::map<std::int64_t, Batch> ready_;
+  std::map<std::int64_t, std::exception_ptr> failed_;
+  std::int64_t skipped_ = 0;
+};
+
+}  // namespace wico::data

@@ -1,0 +1,24 @@
+// Builds the configured tokenizer (text.tokenizer, text.vocab, text.max_length,
+// text.min_word_count). An empty text.vocab means the vocabulary shipped in assets/vocab/ for
+// wordpiece and clip, and a vocabulary counted from the training split for word.
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace wico {
+class Config;
+}
+
+namespace wico::data {
+
+class ReferDataset;
+class Tokenizer;
+
+// The bundled vocabulary file of a tokenizer kind ("" for word).
+std::string bundled_vocab(const std::string& kind);
+
+std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config,
+                                                      const ReferDataset& dataset);
+
+}  // namespace wico::data

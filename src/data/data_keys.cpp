@@ -1,0 +1,44 @@
+// Configuration keys of the data component: where the data set is, which split, how samples are
+// drawn, transformed, tokenised and loaded.
+#include "wico/core/schema.h"
+
+namespace wico {
+
+void add_data_keys(Schema& schema) {
+  schema.text("data.root", "data/synthetic",
+              "data root in the refer layout: images/train2014/, <dataset>/instances.json, "
+              "<dataset>/refs(<split_by>).p")
+      .text("data.dataset", "refcoco", "which data set", {"refcoco", "refcoco+", "refcocog"})
+      .text("data.split_by", "unc", "split family: refcoco unc|google, refcoco+ unc, "
+            "refcocog umd|google", {"unc", "google", "umd"})
+      .text("data.train_split", "train", "split trained on")
+      .texts("data.eval_splits", {"val", "testA", "testB"}, "splits evaluated")
+      .text("data.train_sentences", "sample",
+            "training: one sentence drawn per ref each epoch (sample) or every sentence (all)",
+            {"sample", "all"})
+      .flag("data.exclude_eval_images", true,
+            "keep the images of the val/test splits out of instance-extractor training (COCO "
+            "detectors saw them; MAttNet used coco_minus_refer)")
+      .text("data.on_bad_sample", "error",
+            "a missing or corrupt image: stop with an error, or skip it and count it in the log",
+            {"error", "skip"})
+      .integer("data.input_size", 480, "network input side S (LAVT 480, CRIS/VLT 416)", 16, 4096)
+      .text("data.resize", "plain", "plain: resize to S x S (LAVT); letterbox: keep the aspect "
+            "ratio and pad with data.fill (CRIS, VLT)", {"plain", "letterbox"})
+      .text("data.normalize", "imagenet", "mean/std of the backbone's pre-training",
+            {"imagenet", "clip"})
+      .integer("data.batch_size", 8, "samples per batch (per process)", 1, 65536)
+      .integer("data.workers", 2, "loader worker threads", 0, 256)
+      .integer("data.prefetch", 4, "batches prepared ahead of the consumer", 1, 1024)
+      .text("text.tokenizer", "wordpiece", "word (MAttNet/VLT vocabulary from the training split), "
+            "wordpiece (BERT), clip (CLIP BPE)", {"word", "wordpiece", "clip"})
+      .text("text.vocab", "",
+            "vocabulary file (BERT vocab.txt, CLIP merges .gz, or a saved word list); empty: "
+            "the bundled one (wordpiece, clip) or counted on the training split (word)")
+      .integer("text.max_length", 20, "tokens per sentence including special tokens (LAVT 20, "
+               "CRIS 17/22)", 2, 512)
+      .integer("text.min_word_count", 1, "word tokenizer: words seen fewer times become UNK", 1,
+               1000000);
+}
+
+}  // namespace wico

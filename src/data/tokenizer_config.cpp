@@ -1,0 +1,35 @@
+#include "wico/data/tokenizer_config.h"
+
+#include <filesystem>
+
+#include "wico/core/config.h"
+#include "wico/data/refer.h"
+#include "wico/data/tokenizer.h"
+
+namespace wico::data {
+
+std::string bundled_vocab(const std::string& kind) {
+  const std::filesystem::path assets = WICO_ASSETS_DIR;
+  if (kind == "wordpiece") return (assets / "vocab/bert-base-uncased/vocab.txt").string();
+  if (kind == "clip") return (assets / "vocab/clip/bpe_simple_vocab_16e6.txt.gz").string();
+  return "";
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config,
+                                                      const ReferDataset& dataset) {
+  const std::string& kind = config.text("text.tokenizer");
+  TokenizerOptions options;
+  options.vocab_path = config.text("text.vocab");
+  if (options.vocab_path.empty()) options.vocab_path = bundled_vocab(kind);
+  options.max_length = static_cast<int>(config.integer("text.max_length"));
+  options.min_count = static_cast<int>(config.integer("text.min_word_count"));
+  if (kind == "word" && options.vocab_path.empty()) {
+    // MAttNet and VLT count their vocabulary on the training split only.
+    for (const Ref* ref : dataset.refs(config.text("data.train_split"))) {
+      for (const auto& s : ref->sentences) options.training_sentences.push_back(s.sent);
+    }
+  }
+  return make_tokenizer(kind, options);
+}
+
+}  // namespace wico::data

@@ -1,0 +1,170 @@
+#include "wico/data/loader.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "test_util.h"
+#include "wico/core/error.h"
+#include "wico/data/synthetic.h"
+#include "wico/data/tokenizer.h"
+#include "wico/data/tokenizer_config.h"
+
+namespace fs = std::filesystem;
+
+namespace wico::data {
+namespace {
+
+// One small synthetic set shared by the tests of this file.
+class LoaderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    generate_synthetic({dir_->path(), 24, 4, 2, false});
+    data_ = new ReferDataset(ReferDataset::load(dir_->path(), "refcoco", "unc"));
+    TokenizerOptions o;
+    o.vocab_path = bundled_vocab("wordpiece");
+    tokenizer_ = make_tokenizer("wordpiece", o).release();
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete data_;
+    delete dir_;
+  }
+  static LoaderOptions options(int workers, bool shuffle) {
+    LoaderOptions o;
+    o.batch_size = 4;
+    o.workers = workers;
+    o.prefetch = 2;
+    o.shuffle = shuffle;
+    o.seed = 9;
+    o.input_size = 64;
+    return o;
+  }
+  static std::vector<std::int64_t> sent_ids(Loader& loader, std::int64_t epoch) {
+    loader.start_epoch(epoch);
+    std::vector<std::int64_t> ids;
+    while (auto b = loader.next()) {
+      for (const auto& i : b->info) ids.push_back(i.sent_id);
+    }
+    return ids;
+  }
+  static test::TempDir* dir_;
+  static ReferDataset* data_;
+  static Tokenizer* tokenizer_;
+};
+test::TempDir* LoaderTest::dir_ = nullptr;
+ReferDataset* LoaderTest::data_ = nullptr;
+Tokenizer* LoaderTest::tokenizer_ = nullptr;
+
+TEST_F(LoaderTest, EvaluationHasOneSamplePerSentence) {
+  RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);
+  std::size_t sentences = 0;
+  for (const Ref* r : data_->refs("train")) sentences += r->sentences.size();
+  EXPECT_EQ(eval.size(), sentences);
+  RefDataset train(*data_, "train", RefDataset::Mode::kTrainSample);
+  EXPECT_EQ(train.size(), data_->refs("train").size());
+}
+
+TEST_F(LoaderTest, TrainingDrawsOneSentencePerRefPerEpochDeterministically) {
+  RefDataset train(*data_, "train", RefDataset::Mode::kTrainSample);
+  std::set<std::size_t> drawn;
+  for (std::int64_t epoch = 0; epoch < 20; ++epoch) {
+    for (std::size_t i = 0; i < train.size(); ++i) {
+      EXPECT_EQ(train.item(i, 1, epoch), train.item(i, 1, epoch));
+    }
+    drawn.insert(train.item(0, 1, epoch).second);
+  }
+  if (train.item(0, 1, 0).first->sentences.size() > 1) {
+    EXPECT_GT(drawn.size(), 1u);
+  }
+}
+
+TEST_F(LoaderTest, BatchesHaveTheDocumentedShapes) {
+  RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);
+  Loader loader(eval, *tokenizer_, options(2, false));
+  loader.start_epoch(0);
+  auto b = loader.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->images.sizes(), (at::IntArrayRef{4, 3, 64, 64}));
+  EXPECT_EQ(b->targets.sizes(), (at::IntArrayRef{4, 1, 64, 64}));
+  EXPECT_EQ(b->token_ids.sizes(), (at::IntArrayRef{4, 20}));
+  EXPECT_EQ(b->attention_mask.sizes(), (at::IntArrayRef{4, 20}));
+  EXPECT_EQ(b->token_ids[0][0].item<std::int64_t>(), 101);  // [CLS]
+  const auto N = b->candidate_masks.size(1);
+  EXPECT_EQ(b->candidate_masks.sizes(), (at::IntArrayRef{4, N, 64, 64}));
+  EXPECT_EQ(b->candidate_boxes.sizes(), (at::IntArrayRef{4, N, 4}));
+  for (std::int64_t i = 0; i < 4; ++i) {
+    // The referred candidate's mask is the target mask.
+    const auto t = b->target_index[i].item<std::int64_t>();
+    EXPECT_TRUE(b->candidate_valid[i][t].item<bool>());
+    EXPECT_TRUE(at::equal(b->candidate_masks[i][t], b->targets[i][0]));
+    EXPECT_EQ(b->info[i].target.rows, b->info[i].plan.height);
+  }
+}
+
+TEST_F(LoaderTest, OrderDependsOnTheSeedNotOnTheWorkerCount) {
+  RefDataset train(*data_, "train", RefDataset::Mode::kTrainSample);
+  Loader inline_loader(train, *tokenizer_, options(0, true));
+  Loader one(train, *tokenizer_, options(1, true));
+  Loader three(train, *tokenizer_, options(3, true));
+  const auto a = sent_ids(inline_loader, 2);
+  EXPECT_EQ(a, sent_ids(one, 2));
+  EXPECT_EQ(a, sent_ids(three, 2));
+  EXPECT_EQ(a.size(), train.size());
+  EXPECT_NE(a, sent_ids(three, 3));  // another epoch, another order
+  auto sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());  // each ref once
+}
+
+TEST_F(LoaderTest, StopsCleanlyMidEpochAndRestarts) {
+  RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);
+  {
+    Loader loader(eval, *tokenizer_, options(3, false));
+    loader.start_epoch(0);
+    ASSERT_TRUE(loader.next());
+    loader.start_epoch(1);  // drop the rest, start over
+    std::int64_t batches = 0;
+    while (loader.next()) ++batches;
+    EXPECT_EQ(batches, loader.batches_per_epoch());
+    loader.start_epoch(2);
+    ASSERT_TRUE(loader.next());
+  }  // destroyed with work in flight: must join without hanging
+  SUCCEED();
+}
+
+TEST_F(LoaderTest, BadImagesStopWithTheFileOrAreSkippedAndCounted) {
+  test::TempDir copy;
+  fs::copy(dir_->path(), copy.path(), fs::copy_options::recursive);
+  const ReferDataset data = ReferDataset::load(copy.path(), "refcoco", "unc");
+  RefDataset eval(data, "train", RefDataset::Mode::kEvaluation);
+  const auto [ref, sentence] = eval.item(0, 0, 0);
+  const auto bad = data.image_path(data.image(ref->image_id));
+  copy.write(fs::relative(bad, copy.path()).string(), "this is not a JPEG");
+  {
+    Loader loader(eval, *tokenizer_, options(2, false));
+    loader.start_epoch(0);
+    try {
+      while (loader.next()) {
+      }
+      FAIL() << "a corrupt image went unnoticed";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(bad.filename().string()));
+      EXPECT_THAT(e.what(), ::testing::HasSubstr("corrupt"));
+    }
+  }
+  auto o = options(2, false);
+  o.skip_bad_samples = true;
+  Loader loader(eval, *tokenizer_, o);
+  loader.start_epoch(0);
+  std::int64_t samples = 0;
+  while (auto b = loader.next()) samples += b->size();
+  EXPECT_GT(loader.skipped(), 0);
+  EXPECT_EQ(samples + loader.skipped(), static_cast<std::int64_t>(eval.size()));
+}
+
+}  // namespace
+}  // namespace wico::data
