@@ -8,9 +8,21 @@ bash scripts/setup.sh
 bash scripts/build.sh release wico_tool
 wico=build/release/bin/wico
 config=configs/tiny/demo.yaml
+data=data/synthetic
 
-echo "== the resolved demo configuration"
-"$wico" config --config "$config"
+echo "== 1. the synthetic data set ($data)"
+if [ -f "$data/refcoco/refs(unc).p" ]; then
+  echo "reusing $data (delete it to generate it again)"
+else
+  "$wico" synth --config "$config" --out "$data" --images 2000 --seed 0
+fi
 
-echo "== this machine's GEMM rate (the reference for later FLOP-utilisation figures)"
+echo "== 2. what it holds (contact sheet: runs/demo/contact_sheet.png)"
+mkdir -p runs/demo
+"$wico" data stats --config "$config" --set "data.root=$data" --sheet runs/demo/contact_sheet.png
+
+echo "== 3. this machine's GEMM rate (the reference for FLOP-utilisation figures)"
 "$wico" bench gemm --config "$config" --quick --repeats 3
+
+echo
+echo "Training, evaluation and the WiCo tables join this demo as their parts land (README, Status)."

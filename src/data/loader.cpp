@@ -157,14 +157,52 @@ std::optional<Batch> Loader::next() {
   return std::nullopt;
 }
 
+namespace {
+
+// One sample after transforming, before collation.
+struct Prepared {
+  cv::Mat3b image;
+  cv::Mat1b target;
+  Encoding tokens;
+  std::vector<cv::Mat1b> candidate_masks;
+  std::vector<std::array<float, 4>> boxes;
+  std::vector<std::int64_t> classes;
+  std::int64_t target_index = 0;
+};
+
+// HWC uint8 BGR -> CHW float RGB, normalised, in one pass straight into the batch tensor (the
+// workers avoid LibTorch's own thread pool, which the training step is using).
+void write_normalised(const cv::Mat3b& image, const Normalization& norm, float* out) {
+  const std::size_t plane = static_cast<std::size_t>(image.rows) * image.cols;
+  float scale[3], shift[3];
+  for (int c = 0; c < 3; ++c) {
+    scale[c] = 1.0f / (255.0f * norm.std[c]);
+    shift[c] = -norm.mean[c] / norm.std[c];
+  }
+  for (int y = 0; y < image.rows; ++y) {
+    const cv::Vec3b* row = image.ptr<cv::Vec3b>(y);
+    const std::size_t base = static_cast<std::size_t>(y) * image.cols;
+    for (int x = 0; x < image.cols; ++x) {
+      for (int c = 0; c < 3; ++c) out[c * plane + base + x] = row[x][2 - c] * scale[c] + shift[c];
+    }
+  }
+}
+
+template <typename T>
+void write_mask(const cv::Mat1b& mask, T* out) {
+  for (int y = 0; y < mask.rows; ++y) {
+    const std::uint8_t* row = mask.ptr<std::uint8_t>(y);
+    T* dst = out + static_cast<std::size_t>(y) * mask.cols;
+    for (int x = 0; x < mask.cols; ++x) dst[x] = static_cast<T>(row[x] != 0);
+  }
+}
+
+}  // namespace
+
 Batch Loader::make_batch(const std::vector<std::size_t>& indices, std::int64_t epoch,
                          std::int64_t* skipped) const {
   const int S = options_.input_size;
-  std::vector<at::Tensor> images, targets, ids, masks;
-  std::vector<std::vector<at::Tensor>> candidate_masks;
-  std::vector<std::vector<std::array<float, 4>>> boxes;
-  std::vector<std::vector<std::int64_t>> classes;
-  std::vector<std::int64_t> target_index;
+  std::vector<Prepared> prepared;
   Batch batch;
   for (std::size_t index : indices) {
     Sample s;
@@ -177,47 +215,54 @@ Batch Loader::make_batch(const std::vector<std::size_t>& indices, std::int64_t e
       continue;
     }
     const ResizePlan plan = plan_resize(s.image.cols, s.image.rows, S, options_.letterbox);
-    images.push_back(image_to_tensor(resize_image(s.image, plan, options_.norm), options_.norm));
-    targets.push_back(mask_to_tensor(resize_mask(s.target, plan)).unsqueeze(0));
-    const Encoding e = tokenizer_.encode(s.sentence);
-    ids.push_back(at::tensor(e.ids, at::kLong));
-    masks.push_back(at::tensor(e.attention_mask, at::kLong));
-    std::vector<at::Tensor> cm;
-    std::vector<std::array<float, 4>> cb;
-    std::vector<std::int64_t> cc;
+    Prepared p;
+    p.image = resize_image(s.image, plan, options_.norm);
+    p.target = resize_mask(s.target, plan);
+    p.tokens = tokenizer_.encode(s.sentence);
     for (const auto& c : s.candidates) {
-      cm.push_back(mask_to_tensor(resize_mask(c.mask, plan)));
-      cb.push_back(map_box(c.box, plan));
-      cc.push_back(c.category_id);
+      p.candidate_masks.push_back(resize_mask(c.mask, plan));
+      p.boxes.push_back(map_box(c.box, plan));
+      p.classes.push_back(c.category_id);
     }
-    candidate_masks.push_back(std::move(cm));
-    boxes.push_back(std::move(cb));
-    classes.push_back(std::move(cc));
-    target_index.push_back(s.target_index);
+    p.target_index = s.target_index;
+    prepared.push_back(std::move(p));
     batch.info.push_back({s.ref_id, s.sent_id, s.image_id, s.ann_id, s.sentence, plan,
                           std::move(s.target)});
   }
-  const auto B = static_cast<std::int64_t>(batch.info.size());
+  const auto B = static_cast<std::int64_t>(prepared.size());
   if (B == 0) return batch;
-  batch.images = at::stack(images);
-  batch.targets = at::stack(targets);
-  batch.token_ids = at::stack(ids);
-  batch.attention_mask = at::stack(masks);
-  batch.target_index = at::tensor(target_index, at::kLong);
+  const auto L = static_cast<std::int64_t>(prepared[0].tokens.ids.size());
   std::int64_t N = 1;
-  for (const auto& c : candidate_masks) N = std::max<std::int64_t>(N, static_cast<std::int64_t>(c.size()));
-  batch.candidate_masks = at::zeros({B, N, S, S}, at::kFloat);
+  for (const auto& p : prepared) {
+    N = std::max<std::int64_t>(N, static_cast<std::int64_t>(p.candidate_masks.size()));
+  }
+  batch.images = at::empty({B, 3, S, S}, at::kFloat);
+  batch.targets = at::empty({B, 1, S, S}, at::kFloat);
+  batch.token_ids = at::empty({B, L}, at::kLong);
+  batch.attention_mask = at::empty({B, L}, at::kLong);
+  batch.candidate_masks = at::zeros({B, N, S, S}, at::kByte);
   batch.candidate_boxes = at::zeros({B, N, 4}, at::kFloat);
   batch.candidate_classes = at::zeros({B, N}, at::kLong);
   batch.candidate_valid = at::zeros({B, N}, at::kBool);
+  batch.target_index = at::empty({B}, at::kLong);
+  const std::size_t plane = static_cast<std::size_t>(S) * S;
   for (std::int64_t b = 0; b < B; ++b) {
-    for (std::size_t n = 0; n < candidate_masks[b].size(); ++n) {
-      const auto i = static_cast<std::int64_t>(n);
-      batch.candidate_masks[b][i].copy_(candidate_masks[b][n]);
-      const auto& box = boxes[b][n];
-      batch.candidate_boxes[b][i].copy_(at::tensor({box[0], box[1], box[2], box[3]}));
-      batch.candidate_classes[b][i] = classes[b][n];
-      batch.candidate_valid[b][i] = true;
+    const Prepared& p = prepared[b];
+    WICO_CHECK(static_cast<std::int64_t>(p.tokens.ids.size()) == L &&
+                   p.tokens.attention_mask.size() == p.tokens.ids.size(),
+               "the tokenizer returned ", p.tokens.ids.size(), " ids, expected ", L);
+    write_normalised(p.image, options_.norm, batch.images.data_ptr<float>() + b * 3 * plane);
+    write_mask(p.target, batch.targets.data_ptr<float>() + b * plane);
+    std::copy(p.tokens.ids.begin(), p.tokens.ids.end(), batch.token_ids.data_ptr<std::int64_t>() + b * L);
+    std::copy(p.tokens.attention_mask.begin(), p.tokens.attention_mask.end(),
+              batch.attention_mask.data_ptr<std::int64_t>() + b * L);
+    batch.target_index.data_ptr<std::int64_t>()[b] = p.target_index;
+    for (std::size_t n = 0; n < p.candidate_masks.size(); ++n) {
+      const auto i = b * N + static_cast<std::int64_t>(n);
+      write_mask(p.candidate_masks[n], batch.candidate_masks.data_ptr<std::uint8_t>() + i * plane);
+      std::copy(p.boxes[n].begin(), p.boxes[n].end(), batch.candidate_boxes.data_ptr<float>() + i * 4);
+      batch.candidate_classes.data_ptr<std::int64_t>()[i] = p.classes[n];
+      batch.candidate_valid.data_ptr<bool>()[i] = true;
     }
   }
   return batch;

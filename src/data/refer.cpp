@@ -236,3 +236,23 @@ std::vector<std::int64_t> ReferDataset::image_ids(const std::vector<std::string>
 }
 
 }  // namespace wico::data
+
+namespace wico::data {
+
+std::vector<std::int64_t> ReferDataset::instance_training_images(bool exclude_eval) const {
+  std::vector<std::int64_t> held_out;
+  if (exclude_eval) {
+    for (const auto& ref : refs_) {
+      if (ref.split != "train") held_out.push_back(ref.image_id);
+    }
+    std::sort(held_out.begin(), held_out.end());
+  }
+  std::vector<std::int64_t> ids;
+  for (const auto& [id, image] : images_) {
+    if (!std::binary_search(held_out.begin(), held_out.end(), id)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+}  // namespace wico::data

@@ -93,6 +93,15 @@ TEST_F(LoaderTest, BatchesHaveTheDocumentedShapes) {
   EXPECT_EQ(b->token_ids.sizes(), (at::IntArrayRef{4, 20}));
   EXPECT_EQ(b->attention_mask.sizes(), (at::IntArrayRef{4, 20}));
   EXPECT_EQ(b->token_ids[0][0].item<std::int64_t>(), 101);  // [CLS]
+  EXPECT_EQ(b->candidate_masks.scalar_type(), at::kByte);
+  // The image tensor is the same as the reference conversion of the same resized image.
+  {
+    RefDataset again(*data_, "train", RefDataset::Mode::kEvaluation);
+    const Sample s = again.load(0, 0, 0);
+    const auto expected = image_to_tensor(
+        resize_image(s.image, b->info[0].plan, normalization("imagenet")), normalization("imagenet"));
+    EXPECT_TRUE(at::allclose(b->images[0], expected, 1e-5, 1e-5));
+  }
   const auto N = b->candidate_masks.size(1);
   EXPECT_EQ(b->candidate_masks.sizes(), (at::IntArrayRef{4, N, 64, 64}));
   EXPECT_EQ(b->candidate_boxes.sizes(), (at::IntArrayRef{4, N, 4}));
@@ -100,7 +109,8 @@ TEST_F(LoaderTest, BatchesHaveTheDocumentedShapes) {
     // The referred candidate's mask is the target mask.
     const auto t = b->target_index[i].item<std::int64_t>();
     EXPECT_TRUE(b->candidate_valid[i][t].item<bool>());
-    EXPECT_TRUE(at::equal(b->candidate_masks[i][t], b->targets[i][0]));
+    EXPECT_TRUE(at::equal(b->candidate_masks[i][t].to(at::kFloat), b->targets[i][0]));
+    EXPECT_GT(b->targets[i].sum().item<float>(), 0.0f);
     EXPECT_EQ(b->info[i].target.rows, b->info[i].plan.height);
   }
 }

@@ -92,6 +92,16 @@ TEST(Refer, ExcludedImagesAreThoseOfTheEvaluationSplits) {
   }
 }
 
+TEST(Refer, InstanceTrainingLeavesOutEvaluationImages) {
+  const auto d = ReferDataset::load(kLayout, "refcoco", "unc");
+  const auto all = d.instance_training_images(false);
+  EXPECT_EQ(all.size(), d.num_images());
+  const auto kept = d.instance_training_images(true);
+  const auto held_out = d.image_ids({"val", "testA", "testB"});
+  for (auto id : held_out) EXPECT_FALSE(std::binary_search(kept.begin(), kept.end(), id)) << id;
+  EXPECT_EQ(kept.size() + held_out.size(), all.size());
+}
+
 TEST(Refer, BadInputNamesTheFile) {
   test::TempDir dir;
   EXPECT_THAT(error_of([&] { ReferDataset::load(dir.path() / "none", "refcoco", "unc"); }),

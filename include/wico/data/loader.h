@@ -40,7 +40,8 @@ struct Batch {
   at::Tensor targets;            // [B, 1, S, S] float 0/1
   at::Tensor token_ids;          // [B, L] int64
   at::Tensor attention_mask;     // [B, L] int64, 1 for real tokens
-  at::Tensor candidate_masks;    // [B, N, S, S] float 0/1 (N: most candidates in the batch)
+  at::Tensor candidate_masks;    // [B, N, S, S] uint8 0/1 (N: most candidates in the batch;
+                                 //   bytes, not floats: B*N*S*S is the largest thing here)
   at::Tensor candidate_boxes;    // [B, N, 4] float x1, y1, x2, y2 in input pixels
   at::Tensor candidate_classes;  // [B, N] int64 category ids
   at::Tensor candidate_valid;    // [B, N] bool, false for padding

@@ -80,8 +80,12 @@ class ReferDataset {
   // Every annotation of an image: the candidate instances of the top-down branch.
   const std::vector<std::int64_t>& annotations_of_image(std::int64_t image_id) const;
   std::filesystem::path image_path(const CocoImage& image) const;
-  // Image ids of the refs in the given splits (for excluding them from detector training).
+  // Image ids of the refs in the given splits (sorted, unique).
   std::vector<std::int64_t> image_ids(const std::vector<std::string>& splits) const;
+  // The images an instance extractor may train on: every image of instances.json, less (when
+  // `exclude_eval`, the data.exclude_eval_images switch) those of the val and test splits, which
+  // COCO-trained detectors have seen (MAttNet's "coco_minus_refer").
+  std::vector<std::int64_t> instance_training_images(bool exclude_eval) const;
 
   const std::filesystem::path& root() const { return root_; }
   const std::string& dataset() const { return dataset_; }
