@@ -1,6 +1,8 @@
 // Helpers shared by the tests: temporary directories, files, running the `wico` tool.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <string>
 
@@ -28,5 +30,17 @@ struct CommandResult {
 CommandResult run_wico(const std::string& arguments, const std::filesystem::path& working_dir = {});
 
 std::string read_file(const std::filesystem::path& path);
+
+// Runs `fn`, expecting it to throw an E; returns the message (and fails the test if it did not).
+template <typename E, typename Fn>
+std::string thrown_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception, none was thrown";
+  return "";
+}
 
 }  // namespace wico::test

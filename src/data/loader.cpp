@@ -81,6 +81,8 @@ void Loader::start_epoch(std::int64_t epoch) {
   next_to_give_ = 0;
   ready_.clear();
   failed_.clear();
+  skipped_ = 0;
+  reported_skips_ = false;
   wake_workers_.notify_all();
 }
 
@@ -153,6 +155,11 @@ std::optional<Batch> Loader::next() {
       lock.unlock();
       return options_.device.is_cpu() ? std::move(batch) : batch.to(options_.device);
     }
+  }
+  if (skipped_ > 0 && !reported_skips_) {
+    spdlog::warn("{} of {} samples of split '{}' were skipped as bad (data.on_bad_sample: skip)",
+                 skipped_, dataset_.size(), dataset_.split());
+    reported_skips_ = true;
   }
   return std::nullopt;
 }

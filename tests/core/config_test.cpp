@@ -26,16 +26,10 @@ Schema test_schema() {
   return s;
 }
 
-// Runs `fn`, expecting a ConfigError whose message contains every part of `expected`.
+// The message of the ConfigError that `fn` throws.
 template <typename Fn>
 std::string config_error(Fn fn) {
-  try {
-    fn();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ConfigError thrown";
-  return "";
+  return test::thrown_message<ConfigError>(fn);
 }
 
 TEST(Config, DefaultsComeFromTheSchema) {

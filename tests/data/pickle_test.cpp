@@ -68,16 +68,10 @@ std::filesystem::path all_types_file(int protocol) {
   return kDataDir / "pickle" / ("all_types_protocol" + std::to_string(protocol) + ".pkl");
 }
 
-// Runs `fn`, expecting a wico::Error; returns its message.
+// The message of the wico::Error that `fn` throws.
 template <typename Fn>
 std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no wico::Error thrown";
-  return "";
+  return test::thrown_message<Error>(fn);
 }
 
 // A byte string from a literal, NULs included.

@@ -16,15 +16,7 @@ using ::testing::HasSubstr;
 
 const fs::path kLayout = fs::path(WICO_TEST_DATA_DIR) / "refer" / "layout";
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+std::string error_of(const std::function<void()>& fn) { return test::thrown_message<Error>(fn); }
 
 TEST(Refer, LoadsRealRefsWithTheirFirstSentence) {
   const auto d = ReferDataset::load(kLayout, "refcoco", "unc");

@@ -83,6 +83,7 @@ class Loader {
   // The next batch of the epoch in order, or nothing at its end. A sample that failed to load is
   // rethrown here (data.on_bad_sample: error) or left out and counted (skip).
   std::optional<Batch> next();
+  // Samples left out as bad in the current epoch (also logged once at its end).
   std::int64_t skipped() const;
 
   // Builds one batch from dataset indices (also used by the workers).
@@ -108,7 +109,8 @@ class Loader {
   std::int64_t generation_ = 0;  // bumps on every start_epoch; stale work is discarded
   std::map<std::int64_t, Batch> ready_;
   std::map<std::int64_t, std::exception_ptr> failed_;
-  std::int64_t skipped_ = 0;
+  std::int64_t skipped_ = 0;  // in the current epoch
+  bool reported_skips_ = false;
 };
 
 }  // namespace wico::data
