@@ -96,6 +96,16 @@ TEST(CliSynth, WritesADataSetAndRefusesToOverwriteIt) {
   const auto again = test::run_wico("synth --out ds --images 4", dir.path());
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_THAT(again.output, ::testing::HasSubstr("already holds a data set"));
+
+  const auto stats = test::run_wico(
+      "data stats --set data.root=ds --sheet sheet.png --samples 2", dir.path());
+  ASSERT_EQ(stats.exit_code, 0) << stats.output;
+  EXPECT_THAT(stats.output, ::testing::HasSubstr("refcoco (unc): 4 images"));
+  EXPECT_THAT(stats.output, ::testing::HasSubstr("tokenizer: wordpiece, vocabulary 30522"));
+  EXPECT_GT(std::filesystem::file_size(dir.path() / "sheet.png"), 1000u);
+  const auto missing = test::run_wico("data stats --set data.root=nowhere", dir.path());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, ::testing::HasSubstr("data root 'nowhere' does not exist"));
 }
 
 }  // namespace
