@@ -1,0 +1,118 @@
+#include "wico/eval/metrics.h"
+
+#include <algorithm>
+
+#include "wico/core/error.h"
+
+namespace wico::eval {
+
+MetricCompat parse_compat(const std::string& name) {
+  if (name == "default") return MetricCompat::kDefault;
+  if (name == "lavt") return MetricCompat::kLavt;
+  if (name == "cris") return MetricCompat::kCris;
+  if (name == "vlt") return MetricCompat::kVlt;
+  throw ConfigError("eval.compat '" + name + "' is not one of default, lavt, cris, vlt");
+}
+
+const char* compat_name(MetricCompat compat) {
+  switch (compat) {
+    case MetricCompat::kDefault: return "default";
+    case MetricCompat::kLavt: return "lavt";
+    case MetricCompat::kCris: return "cris";
+    case MetricCompat::kVlt: return "vlt";
+  }
+  return "?";
+}
+
+Overlap overlap(const cv::Mat1b& prediction, const cv::Mat1b& target) {
+  WICO_CHECK(prediction.size() == target.size(), "prediction is ", prediction.cols, "x",
+             prediction.rows, " but the target is ", target.cols, "x", target.rows);
+  Overlap o;
+  for (int y = 0; y < target.rows; ++y) {
+    const std::uint8_t* p = prediction.ptr<std::uint8_t>(y);
+    const std::uint8_t* t = target.ptr<std::uint8_t>(y);
+    for (int x = 0; x < target.cols; ++x) {
+      const bool a = p[x] != 0, b = t[x] != 0;
+      o.intersection += a && b;
+      o.union_ += a || b;
+    }
+  }
+  return o;
+}
+
+double sample_iou(const Overlap& o, MetricCompat compat) {
+  const auto i = static_cast<double>(o.intersection), u = static_cast<double>(o.union_);
+  switch (compat) {
+    case MetricCompat::kDefault: return o.union_ == 0 ? 1.0 : i / u;
+    case MetricCompat::kLavt: return o.union_ == 0 ? 0.0 : i / u;
+    case MetricCompat::kCris: return i / (u + 1e-6);
+    case MetricCompat::kVlt: return (i + 1e-10) / (u + 1e-10);
+  }
+  return 0.0;
+}
+
+bool counts_at(double iou, double threshold, MetricCompat compat) {
+  return compat == MetricCompat::kLavt ? iou >= threshold : iou > threshold;
+}
+
+void MetricAccumulator::add(const Overlap& o) {
+  ious_.push_back(sample_iou(o, compat_));
+  intersection_ += o.intersection;
+  union_ += o.union_;
+}
+
+MetricSummary MetricAccumulator::summary() const {
+  MetricSummary s;
+  s.samples = static_cast<std::int64_t>(ious_.size());
+  if (ious_.empty()) return s;
+  long double total = 0;
+  for (double v : ious_) total += v;
+  s.miou = static_cast<double>(total / ious_.size());
+  s.oiou = union_ > 0 ? static_cast<double>(intersection_ / union_) : 0.0;
+  for (std::size_t k = 0; k < kPrecisionThresholds.size(); ++k) {
+    const auto hits = std::count_if(ious_.begin(), ious_.end(), [&](double v) {
+      return counts_at(v, kPrecisionThresholds[k], compat_);
+    });
+    s.precision[k] = static_cast<double>(hits) / static_cast<double>(ious_.size());
+  }
+  return s;
+}
+
+double pn_rate(const std::vector<double>& ious, const ErrorThresholds& t) {
+  if (ious.empty()) return 0.0;
+  return static_cast<double>(std::count_if(ious.begin(), ious.end(),
+                                           [&](double v) { return v < t.pn_max; })) /
+         static_cast<double>(ious.size());
+}
+
+double ip_rate(const std::vector<double>& ious, const ErrorThresholds& t) {
+  if (ious.empty()) return 0.0;
+  return static_cast<double>(std::count_if(ious.begin(), ious.end(), [&](double v) {
+           return v >= t.ip_min && v < t.ip_max;
+         })) /
+         static_cast<double>(ious.size());
+}
+
+double mutual_error_rate(const std::vector<double>& a, const std::vector<double>& b,
+                         const ErrorThresholds& t) {
+  WICO_CHECK(a.size() == b.size(), "MER needs the same samples for both branches (", a.size(),
+             " vs ", b.size(), ")");
+  if (a.empty()) return 0.0;
+  std::size_t exactly_one = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    exactly_one += (a[i] > t.mer_threshold) != (b[i] > t.mer_threshold);
+  }
+  return static_cast<double>(exactly_one) / static_cast<double>(a.size());
+}
+
+std::vector<std::int64_t> iou_histogram(const std::vector<double>& ious, int bins) {
+  WICO_CHECK(bins > 0, "a histogram needs at least one bin");
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(bins), 0);
+  for (double v : ious) {
+    const int k = std::clamp(static_cast<int>(v * bins), 0, bins - 1);
+    ++counts[static_cast<std::size_t>(k)];
+  }
+  return counts;
+}
+
+}  // namespace wico::eval

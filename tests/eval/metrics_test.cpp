@@ -1,0 +1,84 @@
+#include "wico/eval/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include "wico/core/error.h"
+
+namespace wico::eval {
+namespace {
+
+cv::Mat1b mask_from(const std::vector<int>& bits, int w) {
+  cv::Mat1b m(static_cast<int>(bits.size()) / w, w);
+  for (std::size_t i = 0; i < bits.size(); ++i) m(static_cast<int>(i) / w, static_cast<int>(i) % w) = bits[i];
+  return m;
+}
+
+TEST(Metrics, OverlapCountsPixels) {
+  const auto p = mask_from({1, 1, 0, 0, 1, 0}, 3);
+  const auto t = mask_from({1, 0, 0, 1, 1, 1}, 3);
+  const Overlap o = overlap(p, t);
+  EXPECT_EQ(o.intersection, 2u);
+  EXPECT_EQ(o.union_, 5u);
+  EXPECT_THROW(overlap(p, mask_from({1, 0}, 2)), Error);
+}
+
+TEST(Metrics, EachCompatDefinitionOnHandComputedCases) {
+  const Overlap half{1, 2}, empty_empty{0, 0}, miss{0, 7};
+  EXPECT_DOUBLE_EQ(sample_iou(half, MetricCompat::kDefault), 0.5);
+  EXPECT_DOUBLE_EQ(sample_iou(half, MetricCompat::kLavt), 0.5);
+  EXPECT_DOUBLE_EQ(sample_iou(half, MetricCompat::kCris), 1.0 / (2.0 + 1e-6));
+  EXPECT_DOUBLE_EQ(sample_iou(half, MetricCompat::kVlt), (1.0 + 1e-10) / (2.0 + 1e-10));
+  // Empty prediction and empty target.
+  EXPECT_DOUBLE_EQ(sample_iou(empty_empty, MetricCompat::kDefault), 1.0);
+  EXPECT_DOUBLE_EQ(sample_iou(empty_empty, MetricCompat::kLavt), 0.0);
+  EXPECT_DOUBLE_EQ(sample_iou(empty_empty, MetricCompat::kCris), 0.0);
+  EXPECT_DOUBLE_EQ(sample_iou(empty_empty, MetricCompat::kVlt), 1.0);
+  // Empty prediction, non-empty target.
+  for (auto c : {MetricCompat::kDefault, MetricCompat::kLavt, MetricCompat::kCris}) {
+    EXPECT_DOUBLE_EQ(sample_iou(miss, c), 0.0);
+  }
+  EXPECT_NEAR(sample_iou(miss, MetricCompat::kVlt), 0.0, 1e-10);
+}
+
+TEST(Metrics, PrecisionIsStrictExceptForLavt) {
+  EXPECT_FALSE(counts_at(0.5, 0.5, MetricCompat::kDefault));
+  EXPECT_TRUE(counts_at(0.5, 0.5, MetricCompat::kLavt));
+  EXPECT_FALSE(counts_at(0.5, 0.5, MetricCompat::kCris));
+  EXPECT_TRUE(counts_at(0.51, 0.5, MetricCompat::kVlt));
+}
+
+TEST(Metrics, SummaryOfThreeSamples) {
+  MetricAccumulator acc;
+  acc.add({50, 100});   // 0.5
+  acc.add({90, 100});   // 0.9
+  acc.add({0, 800});    // 0.0
+  const MetricSummary s = acc.summary();
+  EXPECT_EQ(s.samples, 3);
+  EXPECT_DOUBLE_EQ(s.miou, 1.4 / 3);
+  EXPECT_DOUBLE_EQ(s.oiou, 140.0 / 1000.0);  // large unions weigh more in oIoU
+  EXPECT_DOUBLE_EQ(s.precision[0], 1.0 / 3);  // only 0.9 > 0.5
+  EXPECT_DOUBLE_EQ(s.precision[4], 0.0);      // 0.9 is not > 0.9
+  MetricAccumulator lavt(MetricCompat::kLavt);
+  lavt.add({50, 100});
+  lavt.add({90, 100});
+  EXPECT_DOUBLE_EQ(lavt.summary().precision[0], 1.0);
+  EXPECT_DOUBLE_EQ(lavt.summary().precision[4], 0.5);  // 0.9 >= 0.9
+  EXPECT_EQ(MetricAccumulator().summary().samples, 0);
+}
+
+TEST(Metrics, ErrorAnalysisRates) {
+  const std::vector<double> a = {0.0, 0.04, 0.5, 0.79, 0.8, 0.95};
+  EXPECT_DOUBLE_EQ(pn_rate(a), 2.0 / 6);
+  EXPECT_DOUBLE_EQ(ip_rate(a), 2.0 / 6);  // 0.5 and 0.79
+  const std::vector<double> b = {0.9, 0.0, 0.6, 0.2, 0.9, 0.1};
+  // Exactly one above 0.5: samples 0 (b), 3 (a), 5 (a); 2: a = 0.5 is not > 0.5, b is: counts.
+  EXPECT_DOUBLE_EQ(mutual_error_rate(a, b), 4.0 / 6);
+  EXPECT_THROW(mutual_error_rate(a, {0.1}), Error);
+  const auto h = iou_histogram({0.0, 0.05, 0.99, 1.0}, 10);
+  EXPECT_EQ(h[0], 2);
+  EXPECT_EQ(h[9], 2);
+  EXPECT_THROW(parse_compat("mattnet"), ConfigError);
+}
+
+}  // namespace
+}  // namespace wico::eval
