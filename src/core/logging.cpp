@@ -21,10 +21,10 @@ class ConsoleSink : public spdlog::sinks::base_sink<std::mutex> {
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t formatted;
     formatter_->format(msg, formatted);
-    Progress::clear_active_bar();
-    std::fwrite(formatted.data(), 1, formatted.size(), stderr);
-    std::fflush(stderr);
-    Progress::redraw_active_bar();
+    Progress::print_above_bar([&] {
+      std::fwrite(formatted.data(), 1, formatted.size(), stderr);
+      std::fflush(stderr);
+    });
   }
   void flush_() override { std::fflush(stderr); }
 };

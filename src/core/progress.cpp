@@ -57,6 +57,8 @@ Progress::~Progress() {
     finish();
   } catch (...) {  // a destructor must not throw; the output stream failing is not fatal
   }
+  std::lock_guard<std::recursive_mutex> lock(g_bar_mutex);
+  if (g_active_bar == this) g_active_bar = nullptr;
 }
 
 double Progress::now() const {
@@ -66,11 +68,16 @@ double Progress::now() const {
 }
 
 void Progress::advance(std::int64_t n) {
+  // The log sink may read this bar's state from another thread (a loader worker logging).
+  std::lock_guard<std::recursive_mutex> lock(g_bar_mutex);
   count_ += n;
   draw(false);
 }
 
-void Progress::set_postfix(std::string postfix) { postfix_ = std::move(postfix); }
+void Progress::set_postfix(std::string postfix) {
+  std::lock_guard<std::recursive_mutex> lock(g_bar_mutex);
+  postfix_ = std::move(postfix);
+}
 
 void Progress::finish() {
   if (finished_) return;
@@ -168,17 +175,14 @@ void Progress::draw(bool final) {
   }
 }
 
-void Progress::clear_active_bar() {
-  g_bar_mutex.lock();  // held until redraw_active_bar, so the pair is atomic
+void Progress::print_above_bar(const std::function<void()>& write) {
+  std::lock_guard<std::recursive_mutex> lock(g_bar_mutex);
   if (g_active_bar) *g_active_bar->options_.out << "\r\033[K";
-}
-
-void Progress::redraw_active_bar() {
+  write();
   if (g_active_bar) {
     *g_active_bar->options_.out << g_active_bar->status_line(kBarWidth);
     g_active_bar->options_.out->flush();
   }
-  g_bar_mutex.unlock();
 }
 
 }  // namespace wico

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -15,7 +16,10 @@ namespace fs = std::filesystem;
 namespace wico {
 
 void atomic_write(const fs::path& path, const std::string& content) {
-  const fs::path temp = path.string() + ".tmp." + std::to_string(::getpid());
+  // Unique per process and per call, so concurrent writers never share a temporary.
+  static std::atomic<unsigned> counter{0};
+  const fs::path temp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
+                        std::to_string(counter++);
   {
     std::FILE* f = std::fopen(temp.c_str(), "wb");
     if (!f) throw Error("cannot write '" + temp.string() + "': " + std::strerror(errno));

@@ -138,7 +138,9 @@ std::optional<Batch> Loader::next() {
       Batch batch = make_batch(indices, epoch_, &skipped);
       lock.lock();
       skipped_ += skipped;
-      if (batch.size() > 0) return batch;
+      if (batch.size() > 0) {
+        return options_.device.is_cpu() ? std::move(batch) : batch.to(options_.device);
+      }
       continue;
     }
     wake_consumer_.wait(lock, [&] { return ready_.count(k) || failed_.count(k); });

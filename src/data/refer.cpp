@@ -117,6 +117,10 @@ ReferDataset ReferDataset::load(const fs::path& root, const std::string& dataset
                     field<std::string>(img, "file_name", instances, entry),
                     field<int>(img, "height", instances, entry),
                     field<int>(img, "width", instances, entry)};
+    if (image.height <= 0 || image.width <= 0) {
+      throw Error(instances.string() + ": image " + std::to_string(image.id) + " has size " +
+                  std::to_string(image.width) + "x" + std::to_string(image.height));
+    }
     d.images_[image.id] = std::move(image);
   }
   for (const auto& ann : array_field(coco, "annotations", instances)) {

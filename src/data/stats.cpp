@@ -27,6 +27,16 @@ std::vector<std::string> words_of(const RefSentence& s) {
   return words;
 }
 
+// The annotation's RLE; a malformed segmentation is an error naming the file and annotation.
+Rle decode_annotation(const ReferDataset& data, const CocoAnnotation& ann, const CocoImage& img) {
+  try {
+    return annotation_to_rle(ann.segmentation, img.height, img.width);
+  } catch (const Error& e) {
+    throw Error(data.instances_file().string() + ": annotation " + std::to_string(ann.id) +
+                ": " + e.what());
+  }
+}
+
 }  // namespace
 
 DatasetStats compute_stats(const ReferDataset& data, const std::vector<std::string>& splits,
@@ -55,8 +65,7 @@ DatasetStats compute_stats(const ReferDataset& data, const std::vector<std::stri
       images.insert(ref->image_id);
       const auto& ann = data.annotation(ref->ann_id);
       const auto& img = data.image(ref->image_id);
-      share += static_cast<double>(rle_area(annotation_to_rle(ann.segmentation, img.height,
-                                                               img.width))) /
+      share += static_cast<double>(rle_area(decode_annotation(data, ann, img))) /
                (static_cast<double>(img.height) * img.width);
       for (const auto& s : ref->sentences) {
         ++st.sentences;
@@ -120,8 +129,13 @@ void write_contact_sheet(const ReferDataset& data, const std::string& split, int
     const auto path = data.image_path(img);
     cv::Mat3b image = cv::imread(path.string(), cv::IMREAD_COLOR);
     if (image.empty()) throw Error("cannot read image '" + path.string() + "'");
+    if (image.cols != img.width || image.rows != img.height) {
+      throw Error("image '" + path.string() + "' is " + std::to_string(image.cols) + "x" +
+                  std::to_string(image.rows) + " but " + data.instances_file().string() +
+                  " says " + std::to_string(img.width) + "x" + std::to_string(img.height));
+    }
     const auto& ann = data.annotation(ref.ann_id);
-    const cv::Mat1b mask = annotation_to_mask(ann.segmentation, img.height, img.width);
+    const cv::Mat1b mask = rle_decode(decode_annotation(data, ann, img));
     // Tint the target, outline it and draw its box.
     cv::Mat3b tinted = image.clone();
     tinted.setTo(cv::Scalar(0, 220, 255), mask);

@@ -68,7 +68,7 @@ struct Sentence {
 };
 
 struct ImageRefs {
-  int shape = 0;
+  int annotation = 0;  // index into Scene::annotated
   std::vector<Sentence> sentences;
 };
 
@@ -76,8 +76,9 @@ struct ImageRefs {
 struct Scene {
   int width = 0, height = 0;
   std::string split;
-  std::vector<Shape> shapes;
-  std::vector<nlohmann::json> segmentations;
+  std::vector<Shape> shapes;     // every painted shape (expressions must be unique among all)
+  std::vector<int> annotated;    // the shapes with an annotation, in annotation order
+  std::vector<nlohmann::json> segmentations;  // parallel to `annotated`
   std::vector<double> areas;
   std::vector<std::array<double, 4>> boxes;
   std::vector<ImageRefs> refs;
@@ -230,7 +231,7 @@ class ExpressionWriter {
       if (by_cat.size() > 1) out.push_back(cat + " that is " + colour);
     }
     for (const auto* group : {&by_cat, &by_colour_cat}) {
-      if (group->size() < 2) continue;
+      if (group->size() < 2 || !all_well_visible(*group)) continue;
       const std::string noun = group == &by_cat ? cat : colour + " " + cat;
       if (auto w = size_word(t, *group)) out.push_back(article() + *w + " " + noun);
       if (auto w = extreme(t, *group, true)) {
@@ -242,11 +243,27 @@ class ExpressionWriter {
     if (by_cat.size() >= 2) {
       if (auto rel = relation(t, by_cat)) out.push_back(article() + cat + " " + *rel);
     }
+    // "circle" and "the circle" can both come out of an empty article: keep one of each.
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
   }
 
  private:
   std::string article() { return rng_.chance(0.7) ? "the " : ""; }
+
+  // Size and position words compare whole shapes; they are only fair when no member of the group
+  // is mostly hidden (a half-covered big circle can look small).
+  bool all_well_visible(const std::vector<int>& group) const {
+    return std::all_of(group.begin(), group.end(),
+                       [&](int i) { return shapes_[i].visible_share >= 0.6; });
+  }
+
+  static std::string direction(const cv::Point2d& d) {
+    if (std::abs(d.x) > 1.5 * std::abs(d.y)) return d.x < 0 ? "left of" : "right of";
+    if (std::abs(d.y) > 1.5 * std::abs(d.x)) return d.y < 0 ? "above" : "below";
+    return "next to";
+  }
 
   std::optional<std::string> size_word(int t, const std::vector<int>& group) {
     auto area = [&](int i) { return shapes_[i].radius * shapes_[i].radius; };
@@ -292,15 +309,13 @@ class ExpressionWriter {
         if (i != t && dist(i) < 1.5 * dist(t)) nearest = false;
       }
       if (!nearest) continue;
-      const cv::Point2d d = s.centre - anchor.centre;
-      std::string where;
-      if (std::abs(d.x) > 1.5 * std::abs(d.y)) {
-        where = d.x < 0 ? "left of" : "right of";
-      } else if (std::abs(d.y) > 1.5 * std::abs(d.x)) {
-        where = d.y < 0 ? "above" : "below";
-      } else {
-        where = "next to";
+      // The phrase names a direction: no other shape of the group may lie in the same one.
+      const std::string where = direction(s.centre - anchor.centre);
+      bool unique = true;
+      for (int i : group) {
+        if (i != t && direction(shapes_[i].centre - anchor.centre) == where) unique = false;
       }
+      if (!unique) continue;
       return where + " the " + palette()[anchor.colour].name + " " +
              synthetic_categories()[anchor.category].name;
     }
@@ -369,57 +384,59 @@ Scene make_scene(std::uint64_t seed, int index, cv::Mat3b& image) {
     const int full = cv::countNonZero(s.full);
     s.visible_share = full ? static_cast<double>(cv::countNonZero(s.visible)) / full : 0.0;
   }
-  // Annotations: every shape with some visible part, like COCO; RLE for shapes with holes (a
-  // polygon cannot hold one) and for a few others, polygons otherwise.
-  std::vector<Shape> kept;
-  for (auto& s : scene.shapes) {
+  // Annotations: every shape with some visible part, like COCO; RLE where the visible part has a
+  // hole (a ring, or a shape with a smaller one on top: polygons cannot hold holes) and for a few
+  // others, polygons otherwise.
+  for (int k = 0; k < static_cast<int>(scene.shapes.size()); ++k) {
+    Shape& s = scene.shapes[k];
     if (cv::countNonZero(s.visible) < 30) continue;
-    const bool ring = std::string(cats[s.category].name) == "ring";
+    std::vector<std::vector<cv::Point>> contours;
+    std::vector<cv::Vec4i> hierarchy;
+    cv::findContours(s.visible.clone(), contours, hierarchy, cv::RETR_CCOMP,
+                     cv::CHAIN_APPROX_SIMPLE);
+    const bool has_hole = std::any_of(hierarchy.begin(), hierarchy.end(),
+                                      [](const cv::Vec4i& h) { return h[3] >= 0; });
+    const bool as_rle = has_hole || rng.chance(0.1);
     nlohmann::json segmentation;
     double area = 0;
-    std::array<double, 4> box{};
-    std::vector<std::vector<cv::Point>> contours;
-    if (!ring && !rng.chance(0.1)) {
-      cv::findContours(s.visible.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
-    }
     std::vector<std::vector<double>> polygons;
-    double x0 = 1e9, y0 = 1e9, x1 = -1e9, y1 = -1e9;
     for (const auto& contour : contours) {
-      // Slivers left by occlusion rasterise to nothing; they would only stretch the bbox.
-      if (contour.size() < 3 || cv::contourArea(contour) < 4.0) continue;
+      // Slivers left by occlusion rasterise to nothing; they would only add empty parts.
+      if (as_rle || contour.size() < 3 || cv::contourArea(contour) < 4.0) continue;
       std::vector<double> poly;
       double shoelace = 0;
-      for (std::size_t k = 0; k < contour.size(); ++k) {
+      for (std::size_t i = 0; i < contour.size(); ++i) {
         // Vertices at pixel centres: pycocotools' rasteriser then keeps the boundary pixels.
-        const double x = contour[k].x + 0.5, y = contour[k].y + 0.5;
-        const auto& q = contour[(k + 1) % contour.size()];
+        const double x = contour[i].x + 0.5, y = contour[i].y + 0.5;
+        const auto& q = contour[(i + 1) % contour.size()];
         shoelace += x * (q.y + 0.5) - (q.x + 0.5) * y;
         poly.push_back(x);
         poly.push_back(y);
-        x0 = std::min(x0, x), y0 = std::min(y0, y), x1 = std::max(x1, x), y1 = std::max(y1, y);
       }
       area += std::abs(shoelace) / 2;
       polygons.push_back(std::move(poly));
     }
+    Rle decoded;
     if (!polygons.empty()) {
       segmentation = polygons;
-      box = {x0, y0, x1 - x0, y1 - y0};
+      decoded = rle_from_polygons(polygons, scene.height, scene.width);
     } else {
-      const Rle rle = rle_encode(s.visible);
-      segmentation = {{"size", {scene.height, scene.width}}, {"counts", rle_to_string(rle)}};
-      area = static_cast<double>(rle_area(rle));
-      box = rle_to_bbox(rle);
+      decoded = rle_encode(s.visible);
+      segmentation = {{"size", {scene.height, scene.width}}, {"counts", rle_to_string(decoded)}};
+      area = static_cast<double>(rle_area(decoded));
     }
+    // The box of the pixels a reader decodes, whichever form the segmentation has.
+    const std::array<double, 4> box = rle_to_bbox(decoded);
     s.box = cv::Rect2d(box[0], box[1], box[2], box[3]);
+    scene.annotated.push_back(k);
     scene.segmentations.push_back(segmentation);
     scene.areas.push_back(area);
     scene.boxes.push_back(box);
-    kept.push_back(std::move(s));
   }
-  scene.shapes = std::move(kept);
   // Referring expressions for well visible shapes (of the split's own group in testA/testB).
   ExpressionWriter writer(scene.shapes, rng);
-  for (int t = 0; t < static_cast<int>(scene.shapes.size()); ++t) {
+  for (int a = 0; a < static_cast<int>(scene.annotated.size()); ++a) {
+    const int t = scene.annotated[a];
     const Shape& s = scene.shapes[t];
     if (s.visible_share < 0.6) continue;
     if (grouped && std::find(own.begin(), own.end(), s.category) == own.end()) continue;
@@ -427,7 +444,7 @@ Scene make_scene(std::uint64_t seed, int index, cv::Mat3b& image) {
     if (candidates.empty()) continue;
     std::shuffle(candidates.begin(), candidates.end(), rng.engine());
     ImageRefs ref;
-    ref.shape = t;
+    ref.annotation = a;
     const int count = std::min<int>(static_cast<int>(candidates.size()), rng.integer(1, 3));
     for (int k = 0; k < count; ++k) {
       std::string raw = candidates[k];
@@ -504,11 +521,12 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
                       {"height", scene.height}, {"width", scene.width}});
     ++summary.images_per_split[scene.split];
     std::vector<int> ann_ids;
-    for (std::size_t k = 0; k < scene.shapes.size(); ++k) {
+    for (std::size_t k = 0; k < scene.annotated.size(); ++k) {
       ann_ids.push_back(++ann_id);
       const auto& b = scene.boxes[k];
+      const Shape& shape = scene.shapes[scene.annotated[k]];
       annotations.push_back({{"id", ann_id}, {"image_id", image_id},
-                             {"category_id", synthetic_categories()[scene.shapes[k].category].id},
+                             {"category_id", synthetic_categories()[shape.category].id},
                              {"segmentation", scene.segmentations[k]}, {"area", scene.areas[k]},
                              {"bbox", {b[0], b[1], b[2], b[3]}}, {"iscrowd", 0}});
     }
@@ -530,17 +548,18 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
       }
       char file_name[80];
       std::snprintf(file_name, sizeof(file_name), "COCO_train2014_%012d_%d.jpg", image_id,
-                    ann_ids[r.shape]);
+                    ann_ids[r.annotation]);
       refs.push_back(PyValue::dict(
           {{PyValue::string("sent_ids"), PyValue::list(sent_ids)},
            {PyValue::string("file_name"), PyValue::string(file_name)},
-           {PyValue::string("ann_id"), PyValue::integer(ann_ids[r.shape])},
+           {PyValue::string("ann_id"), PyValue::integer(ann_ids[r.annotation])},
            {PyValue::string("ref_id"), PyValue::integer(ref_id)},
            {PyValue::string("image_id"), PyValue::integer(image_id)},
            {PyValue::string("split"), PyValue::string(scene.split)},
            {PyValue::string("sentences"), PyValue::list(sentences)},
            {PyValue::string("category_id"),
-            PyValue::integer(synthetic_categories()[scene.shapes[r.shape].category].id)}}));
+            PyValue::integer(
+                synthetic_categories()[scene.shapes[scene.annotated[r.annotation]].category].id)}}));
       ++ref_id;
       ++summary.refs_per_split[scene.split];
       summary.sentences += static_cast<int>(r.sentences.size());

@@ -53,9 +53,9 @@ class Progress {
   // 35.24 -> "35.2 it/s"; 0.05 -> "20.0 s/it".
   static std::string format_rate(double per_second, const std::string& unit);
 
-  // Used by the console log sink: erase the bar line before a log line, draw it again after.
-  static void clear_active_bar();
-  static void redraw_active_bar();
+  // Used by the console log sink: erases the bar, runs `write` (which prints a log line), and
+  // draws the bar again below it, all under the bar lock (exception-safe).
+  static void print_above_bar(const std::function<void()>& write);
 
  private:
   void draw(bool final);
