@@ -124,9 +124,9 @@ void plot_iou_distribution(const std::vector<Series>& series, const ErrorThresho
   cv::rectangle(overlay, cv::Rect(ax.at(t.ip_min, top), ax.at(t.ip_max, 0)),
                 cv::Scalar(200, 235, 255), cv::FILLED);
   cv::addWeighted(overlay, 0.6, ax.canvas, 0.4, 0, ax.canvas);
+  // Zone names sit at the top left of each zone, below the legend's corner.
   ax.text("PN", {ax.at(0, top).x + 4, ax.area.y + 18}, 0.5, cv::Scalar(30, 30, 170), 1);
-  ax.text("IP", {ax.at((t.ip_min + t.ip_max) / 2, top).x - 8, ax.area.y + 18}, 0.5,
-          cv::Scalar(0, 110, 170), 1);
+  ax.text("IP", {ax.at(t.ip_min, top).x + 4, ax.area.y + 18}, 0.5, cv::Scalar(0, 110, 170), 1);
   ax.grid_and_ticks(10, yticks, "%.1f", "%.2f");
   const double width = 1.0 / bins, bar = width / (series.size() + 1);
   std::vector<std::pair<std::string, cv::Scalar>> legend;
