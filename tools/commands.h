@@ -27,5 +27,6 @@ Action add_config_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_synth_command(CLI::App& app);
 Action add_data_command(CLI::App& app);
+Action add_eval_command(CLI::App& app);
 
 }  // namespace wico::tool

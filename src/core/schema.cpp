@@ -87,6 +87,7 @@ const Schema& Schema::builtin() {
   std::call_once(once, [] {
     add_core_keys(schema);
     add_data_keys(schema);
+    add_eval_keys(schema);
   });
   return schema;
 }

@@ -87,5 +87,6 @@ std::size_t edit_distance(const std::string& a, const std::string& b);
 // Key declarations of each component, called by Schema::builtin().
 void add_core_keys(Schema& schema);  // run, runtime, log
 void add_data_keys(Schema& schema);  // data, text
+void add_eval_keys(Schema& schema);  // eval
 
 }  // namespace wico
