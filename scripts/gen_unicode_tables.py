@@ -24,23 +24,9 @@ def ranges(pred, hi=0x110000):
     return out
 
 
-def emit_ranges(name, rs):
-    print(f"// {len(rs)} ranges.")
-    print(f"constexpr CodeRange {name}[] = {{")
-    items = [f"{{0x{a:X}, 0x{b:X}}}," for a, b in rs]
-    line = " "
-    for it in items:
-        if len(line) + len(it) + 1 > 99:
-            print(line)
-            line = " "
-        line += " " + it
-    print(line)
-    print("};")
-
-
-def emit_pairs(name, pairs):
-    print(f"// {len(pairs)} entries, sorted by code point.")
-    print(f"constexpr CodeMap {name}[] = {{")
+def emit_table(name, cpp_type, comment, pairs):
+    print(f"// {comment}")
+    print(f"constexpr {cpp_type} {name}[] = {{")
     items = [f"{{0x{a:X}, 0x{b:X}}}," for a, b in pairs]
     line = " "
     for it in items:
@@ -50,6 +36,14 @@ def emit_pairs(name, pairs):
         line += " " + it
     print(line)
     print("};")
+
+
+def emit_ranges(name, rs):
+    emit_table(name, "CodeRange", f"{len(rs)} ranges.", rs)
+
+
+def emit_pairs(name, pairs):
+    emit_table(name, "CodeMap", f"{len(pairs)} entries, sorted by code point.", pairs)
 
 
 def main():

@@ -86,6 +86,13 @@ void Loader::start_epoch(std::int64_t epoch) {
   wake_workers_.notify_all();
 }
 
+std::vector<std::size_t> Loader::batch_indices(std::int64_t k) const {
+  const auto begin = static_cast<std::size_t>(k * options_.batch_size);
+  const auto end = std::min(order_.size(), begin + static_cast<std::size_t>(options_.batch_size));
+  return {order_.begin() + static_cast<std::ptrdiff_t>(begin),
+          order_.begin() + static_cast<std::ptrdiff_t>(end)};
+}
+
 void Loader::worker_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
@@ -96,10 +103,7 @@ void Loader::worker_loop() {
     if (stopping_) return;
     const std::int64_t k = next_to_make_++;
     const std::int64_t generation = generation_, epoch = epoch_;
-    const auto begin = static_cast<std::size_t>(k * options_.batch_size);
-    const auto end = std::min(order_.size(), begin + static_cast<std::size_t>(options_.batch_size));
-    std::vector<std::size_t> indices(order_.begin() + static_cast<std::ptrdiff_t>(begin),
-                                     order_.begin() + static_cast<std::ptrdiff_t>(end));
+    const std::vector<std::size_t> indices = batch_indices(k);
     lock.unlock();
     std::optional<Batch> batch;
     std::exception_ptr error;
@@ -127,11 +131,7 @@ std::optional<Batch> Loader::next() {
   while (next_to_give_ < batches_per_epoch()) {
     const std::int64_t k = next_to_give_;
     if (threads_.empty()) {  // no workers: load here
-      const auto begin = static_cast<std::size_t>(k * options_.batch_size);
-      const auto end =
-          std::min(order_.size(), begin + static_cast<std::size_t>(options_.batch_size));
-      std::vector<std::size_t> indices(order_.begin() + static_cast<std::ptrdiff_t>(begin),
-                                       order_.begin() + static_cast<std::ptrdiff_t>(end));
+      const std::vector<std::size_t> indices = batch_indices(k);
       ++next_to_give_;
       lock.unlock();
       std::int64_t skipped = 0;

@@ -59,7 +59,6 @@ struct Shape {
   cv::Mat1b full;     // the whole shape
   cv::Mat1b visible;  // what the shapes drawn after it leave visible
   double visible_share = 0;
-  cv::Rect2d box;     // extents of the visible part
 };
 
 struct Sentence {
@@ -427,7 +426,6 @@ Scene make_scene(std::uint64_t seed, int index, cv::Mat3b& image) {
     }
     // The box of the pixels a reader decodes, whichever form the segmentation has.
     const std::array<double, 4> box = rle_to_bbox(decoded);
-    s.box = cv::Rect2d(box[0], box[1], box[2], box[3]);
     scene.annotated.push_back(k);
     scene.segmentations.push_back(segmentation);
     scene.areas.push_back(area);

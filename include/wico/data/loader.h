@@ -93,6 +93,8 @@ class Loader {
  private:
   void stop_workers();
   void worker_loop();
+  // Dataset indices of batch k of the current epoch (caller holds mutex_).
+  std::vector<std::size_t> batch_indices(std::int64_t k) const;
 
   const RefDataset& dataset_;
   const Tokenizer& tokenizer_;
