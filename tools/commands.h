@@ -28,5 +28,7 @@ Action add_bench_command(CLI::App& app);
 Action add_synth_command(CLI::App& app);
 Action add_data_command(CLI::App& app);
 Action add_eval_command(CLI::App& app);
+Action add_predict_command(CLI::App& app);
+Action add_train_command(CLI::App& app);
 
 }  // namespace wico::tool

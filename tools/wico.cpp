@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add(add_synth_command);
   add(add_data_command);
   add(add_eval_command);
+  add(add_predict_command);
   add(add_bench_command);
 
   try {

@@ -16,21 +16,34 @@ namespace fs = std::filesystem;
 namespace wico {
 
 void atomic_write(const fs::path& path, const std::string& content) {
+  atomic_write_with(path, [&](const ByteSink& sink) { sink(content.data(), content.size()); });
+}
+
+void atomic_write_with(const fs::path& path,
+                       const std::function<void(const ByteSink& sink)>& produce) {
   // Unique per process and per call, so concurrent writers never share a temporary.
   static std::atomic<unsigned> counter{0};
   const fs::path temp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
                         std::to_string(counter++);
-  {
-    std::FILE* f = std::fopen(temp.c_str(), "wb");
-    if (!f) throw Error("cannot write '" + temp.string() + "': " + std::strerror(errno));
-    const bool written = std::fwrite(content.data(), 1, content.size(), f) == content.size() &&
-                         std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-    const bool closed = std::fclose(f) == 0;
-    if (!written || !closed) {
-      std::error_code ignored;
-      fs::remove(temp, ignored);
-      throw Error("cannot write '" + path.string() + "' (disk full?); the previous file is kept");
-    }
+  std::FILE* f = std::fopen(temp.c_str(), "wb");
+  if (!f) throw Error("cannot write '" + temp.string() + "': " + std::strerror(errno));
+  bool written = true;
+  try {
+    produce([&](const void* data, std::size_t size) {
+      if (written && std::fwrite(data, 1, size, f) != size) written = false;
+    });
+  } catch (...) {
+    std::fclose(f);
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    throw;
+  }
+  written = written && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !closed) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    throw Error("cannot write '" + path.string() + "' (disk full?); the previous file is kept");
   }
   std::error_code ec;
   fs::rename(temp, path, ec);

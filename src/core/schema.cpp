@@ -88,6 +88,7 @@ const Schema& Schema::builtin() {
     add_core_keys(schema);
     add_data_keys(schema);
     add_eval_keys(schema);
+    add_train_keys(schema);
   });
   return schema;
 }

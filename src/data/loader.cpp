@@ -39,6 +39,8 @@ LoaderOptions LoaderOptions::from_config(const Config& config) {
 Loader::Loader(const RefDataset& dataset, const Tokenizer& tokenizer, LoaderOptions options)
     : dataset_(dataset), tokenizer_(tokenizer), options_(std::move(options)) {
   if (options_.batch_size < 1) throw ConfigError("data.batch_size must be at least 1");
+  WICO_CHECK(options_.world_size >= 1 && options_.rank >= 0 && options_.rank < options_.world_size,
+             "loader rank ", options_.rank, " of world size ", options_.world_size);
   options_.prefetch = std::max(1, options_.prefetch);
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
@@ -56,8 +58,13 @@ void Loader::stop_workers() {
   }
 }
 
-std::int64_t Loader::batches_per_epoch() const {
+std::int64_t Loader::samples_per_epoch() const {
   const auto n = static_cast<std::int64_t>(dataset_.size());
+  return (n + options_.world_size - 1) / options_.world_size;
+}
+
+std::int64_t Loader::batches_per_epoch() const {
+  const std::int64_t n = samples_per_epoch();
   return options_.drop_last ? n / options_.batch_size
                             : (n + options_.batch_size - 1) / options_.batch_size;
 }
@@ -67,18 +74,32 @@ std::int64_t Loader::skipped() const {
   return skipped_;
 }
 
-void Loader::start_epoch(std::int64_t epoch) {
+void Loader::start_epoch(std::int64_t epoch, std::int64_t first_batch) {
+  WICO_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch(), "first batch ", first_batch,
+             " of an epoch of ", batches_per_epoch());
   std::lock_guard<std::mutex> lock(mutex_);
   epoch_ = epoch;
-  order_.resize(dataset_.size());
-  std::iota(order_.begin(), order_.end(), 0);
+  std::vector<std::size_t> order(dataset_.size());
+  std::iota(order.begin(), order.end(), 0);
   if (options_.shuffle) {
     std::mt19937_64 rng(options_.seed * 1000003ULL + static_cast<std::uint64_t>(epoch));
-    std::shuffle(order_.begin(), order_.end(), rng);
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+  if (options_.world_size > 1 && !order.empty()) {
+    const auto world = static_cast<std::size_t>(options_.world_size);
+    const std::size_t n = order.size();
+    const std::size_t padded = (n + world - 1) / world * world;
+    for (std::size_t i = n; i < padded; ++i) order.push_back(order[i - n]);
+    order_.clear();
+    for (std::size_t i = static_cast<std::size_t>(options_.rank); i < padded; i += world) {
+      order_.push_back(order[i]);
+    }
+  } else {
+    order_ = std::move(order);
   }
   ++generation_;
-  next_to_make_ = 0;
-  next_to_give_ = 0;
+  next_to_make_ = first_batch;
+  next_to_give_ = first_batch;
   ready_.clear();
   failed_.clear();
   skipped_ = 0;
@@ -210,24 +231,30 @@ void write_mask(const cv::Mat1b& mask, T* out) {
 
 Batch Loader::make_batch(const std::vector<std::size_t>& indices, std::int64_t epoch,
                          std::int64_t* skipped) const {
-  const int S = options_.input_size;
-  std::vector<Prepared> prepared;
-  Batch batch;
+  std::vector<Sample> samples;
   for (std::size_t index : indices) {
-    Sample s;
     try {
-      s = dataset_.load(index, options_.seed, epoch);
+      samples.push_back(dataset_.load(index, options_.seed, epoch));
     } catch (const Error& e) {
       if (!options_.skip_bad_samples) throw;
       spdlog::warn("skipping a bad sample (data.on_bad_sample: skip): {}", e.what());
       if (skipped) ++*skipped;
-      continue;
     }
-    const ResizePlan plan = plan_resize(s.image.cols, s.image.rows, S, options_.letterbox);
+  }
+  return collate(std::move(samples), tokenizer_, options_);
+}
+
+Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
+              const LoaderOptions& options) {
+  const int S = options.input_size;
+  std::vector<Prepared> prepared;
+  Batch batch;
+  for (Sample& s : samples) {
+    const ResizePlan plan = plan_resize(s.image.cols, s.image.rows, S, options.letterbox);
     Prepared p;
-    p.image = resize_image(s.image, plan, options_.norm);
+    p.image = resize_image(s.image, plan, options.norm);
     p.target = resize_mask(s.target, plan);
-    p.tokens = tokenizer_.encode(s.sentence);
+    p.tokens = tokenizer.encode(s.sentence);
     for (const auto& c : s.candidates) {
       p.candidate_masks.push_back(resize_mask(c.mask, plan));
       p.boxes.push_back(map_box(c.box, plan));
@@ -260,7 +287,7 @@ Batch Loader::make_batch(const std::vector<std::size_t>& indices, std::int64_t e
     WICO_CHECK(static_cast<std::int64_t>(p.tokens.ids.size()) == L &&
                    p.tokens.attention_mask.size() == p.tokens.ids.size(),
                "the tokenizer returned ", p.tokens.ids.size(), " ids, expected ", L);
-    write_normalised(p.image, options_.norm, batch.images.data_ptr<float>() + b * 3 * plane);
+    write_normalised(p.image, options.norm, batch.images.data_ptr<float>() + b * 3 * plane);
     write_mask(p.target, batch.targets.data_ptr<float>() + b * plane);
     std::copy(p.tokens.ids.begin(), p.tokens.ids.end(), batch.token_ids.data_ptr<std::int64_t>() + b * L);
     std::copy(p.tokens.attention_mask.begin(), p.tokens.attention_mask.end(),

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "wico/core/config.h"
+#include "wico/core/error.h"
 #include "wico/data/refer.h"
 #include "wico/data/tokenizer.h"
 
@@ -15,8 +16,9 @@ std::string bundled_vocab(const std::string& kind) {
   return "";
 }
 
-std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config,
-                                                      const ReferDataset& dataset) {
+namespace {
+
+std::unique_ptr<Tokenizer> make_from_config(const Config& config, const ReferDataset* dataset) {
   const std::string& kind = config.text("text.tokenizer");
   TokenizerOptions options;
   options.vocab_path = config.text("text.vocab");
@@ -24,12 +26,27 @@ std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config,
   options.max_length = static_cast<int>(config.integer("text.max_length"));
   options.min_count = static_cast<int>(config.integer("text.min_word_count"));
   if (kind == "word" && options.vocab_path.empty()) {
+    if (!dataset) {
+      throw ConfigError("text.tokenizer word without text.vocab counts its vocabulary on the "
+                        "training split; no data set was given");
+    }
     // MAttNet and VLT count their vocabulary on the training split only.
-    for (const Ref* ref : dataset.refs(config.text("data.train_split"))) {
+    for (const Ref* ref : dataset->refs(config.text("data.train_split"))) {
       for (const auto& s : ref->sentences) options.training_sentences.push_back(s.sent);
     }
   }
   return make_tokenizer(kind, options);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config,
+                                                      const ReferDataset& dataset) {
+  return make_from_config(config, &dataset);
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config) {
+  return make_from_config(config, nullptr);
 }
 
 }  // namespace wico::data

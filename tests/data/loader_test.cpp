@@ -176,5 +176,42 @@ TEST_F(LoaderTest, BadImagesStopWithTheFileOrAreSkippedAndCounted) {
   EXPECT_EQ(samples + loader.skipped(), static_cast<std::int64_t>(eval.size()));
 }
 
+TEST_F(LoaderTest, RanksShareOneShuffleAndSeeEachSampleOncePerEpoch) {
+  const RefDataset d(*data_, "val", RefDataset::Mode::kEvaluation);
+  LoaderOptions whole = options(0, true);
+  whole.batch_size = 1;
+  Loader one(d, *tokenizer_, whole);
+  const auto all = sent_ids(one, 3);
+  for (int world : {2, 3}) {
+    std::vector<std::vector<std::int64_t>> per_rank;
+    for (int rank = 0; rank < world; ++rank) {
+      LoaderOptions o = whole;
+      o.rank = rank;
+      o.world_size = world;
+      Loader l(d, *tokenizer_, o);
+      EXPECT_EQ(l.samples_per_epoch(), static_cast<std::int64_t>((d.size() + world - 1) / world));
+      per_rank.push_back(sent_ids(l, 3));
+      ASSERT_EQ(per_rank.back().size(), per_rank[0].size());
+    }
+    // Interleaved, the ranks' samples are the single-process order, wrapped at the end.
+    for (std::size_t i = 0; i < per_rank[0].size() * world; ++i) {
+      EXPECT_EQ(per_rank[i % world][i / world], all[i % all.size()]) << "world " << world;
+    }
+  }
+}
+
+TEST_F(LoaderTest, StartsAnEpochAtAGivenBatchWithoutLoadingTheOnesBefore) {
+  const RefDataset d(*data_, "train", RefDataset::Mode::kTrainSample);
+  Loader l(d, *tokenizer_, options(1, true));
+  const auto all = sent_ids(l, 2);
+  l.start_epoch(2, 2);
+  std::vector<std::int64_t> rest;
+  while (auto b = l.next()) {
+    for (const auto& i : b->info) rest.push_back(i.sent_id);
+  }
+  EXPECT_EQ(rest, std::vector<std::int64_t>(all.begin() + 8, all.end()));
+  EXPECT_THROW(l.start_epoch(2, l.batches_per_epoch() + 1), Error);
+}
+
 }  // namespace
 }  // namespace wico::data

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <filesystem>
+#include <cstddef>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -15,6 +17,12 @@ class Config;
 // Writes `content` to `path` through a temporary file in the same directory, flushed and renamed
 // over the target, so that readers see either the old file or the new one, never a partial one.
 void atomic_write(const std::filesystem::path& path, const std::string& content);
+
+// The same for content too large to hold twice: `produce` calls `sink` with consecutive pieces.
+// An exception from `produce` removes the temporary and leaves the target as it was.
+using ByteSink = std::function<void(const void* data, std::size_t size)>;
+void atomic_write_with(const std::filesystem::path& path,
+                       const std::function<void(const ByteSink& sink)>& produce);
 
 class RunDir {
  public:

@@ -88,5 +88,6 @@ std::size_t edit_distance(const std::string& a, const std::string& b);
 void add_core_keys(Schema& schema);  // run, runtime, log
 void add_data_keys(Schema& schema);  // data, text
 void add_eval_keys(Schema& schema);  // eval
+void add_train_keys(Schema& schema);  // model.kind, train
 
 }  // namespace wico

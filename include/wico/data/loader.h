@@ -64,11 +64,21 @@ struct LoaderOptions {
   bool letterbox = false;
   Normalization norm = normalization("imagenet");
   bool skip_bad_samples = false;  // data.on_bad_sample: skip
+  // Data-parallel sharding (as torch's DistributedSampler): every rank shuffles the same epoch
+  // order, pads it by wrapping to a multiple of world_size and takes every world_size-th sample
+  // from `rank`, so each sample is seen once per epoch and all ranks have as many batches.
+  int rank = 0;
+  int world_size = 1;
   c10::Device device{c10::kCPU};
   // The loader's part of a config: data.batch_size, workers, prefetch, input_size, resize,
   // normalize, on_bad_sample, run.seed.
   static LoaderOptions from_config(const Config& config);
 };
+
+// Resizes, normalises, tokenises and stacks samples into a Batch (what the loader's workers do;
+// also used for a single image at prediction time).
+Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
+              const LoaderOptions& options);
 
 class Loader {
  public:
@@ -78,8 +88,11 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   std::int64_t batches_per_epoch() const;
-  // Starts (or restarts) an epoch; batches from a previous epoch still queued are dropped.
-  void start_epoch(std::int64_t epoch);
+  // Samples this rank sees per epoch.
+  std::int64_t samples_per_epoch() const;
+  // Starts (or restarts) an epoch at batch `first_batch` (a resumed run skips what it has done
+  // without loading it); batches from a previous epoch still queued are dropped.
+  void start_epoch(std::int64_t epoch, std::int64_t first_batch = 0);
   // The next batch of the epoch in order, or nothing at its end. A sample that failed to load is
   // rethrown here (data.on_bad_sample: error) or left out and counted (skip).
   std::optional<Batch> next();

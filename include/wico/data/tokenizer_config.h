@@ -20,5 +20,7 @@ std::string bundled_vocab(const std::string& kind);
 
 std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config,
                                                       const ReferDataset& dataset);
+// For sub-word tokenizers and word tokenizers with a vocabulary file (no data set needed).
+std::unique_ptr<Tokenizer> make_tokenizer_from_config(const Config& config);
 
 }  // namespace wico::data

@@ -1,0 +1,48 @@
+// Evaluates a model on one split: runs it over every sample (each sentence of each ref), maps
+// each branch's probability map back to the original image, binarises it at the model's
+// threshold for that branch, scores it, and keeps the predictions (RLE) so the metrics can be
+// recomputed later without the model. Also times each branch (seconds per 100 samples).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "wico/data/loader.h"
+#include "wico/eval/evaluator.h"
+#include "wico/eval/predictions.h"
+
+namespace wico::nn {
+class RisModel;
+}
+namespace wico::data {
+class Tokenizer;
+class ReferDataset;
+}
+
+namespace wico::eval {
+
+struct ModelEvalResult {
+  SplitResult result;
+  std::vector<Prediction> predictions;
+  // Branch -> seconds per 100 samples of that branch's part of the forward; "model" is the whole
+  // forward, "total" adds data loading and scoring.
+  std::map<std::string, double> seconds_per_100;
+  std::int64_t samples = 0;
+};
+
+// `options` are the loader's (batch size, input size, device...); shuffle is turned off.
+// eval.compat lavt scores at the input size against the loader's (nearest-resized) target, as
+// LAVT does; every other definition scores at the original resolution.
+ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& data,
+                               const std::string& split, const data::Tokenizer& tokenizer,
+                               data::LoaderOptions options, const EvalSettings& settings,
+                               bool show_progress = true);
+
+// Writes eval/<split>/: predictions.jsonl, metrics.json (with the speed), report.md and the
+// plots.
+void write_model_eval(const ModelEvalResult& eval, const EvalSettings& settings,
+                      const std::filesystem::path& dir);
+
+}  // namespace wico::eval

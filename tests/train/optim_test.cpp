@@ -1,0 +1,110 @@
+#include "wico/train/optim.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+
+namespace wico::train {
+namespace {
+
+struct TwoPartNet : torch::nn::Module {
+  TwoPartNet() {
+    backbone = register_module("backbone", torch::nn::Linear(4, 4));
+    norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({4})));
+    head = register_module("head", torch::nn::Linear(4, 1));
+  }
+  torch::nn::Linear backbone{nullptr}, head{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+};
+
+TEST(Optim, GroupsByPatternWithMultipliersFreezingAndNoDecay) {
+  TwoPartNet net;
+  const Config c = Config::defaults({"train.lr=0.01", "train.weight_decay=0.05",
+                                     "train.param_groups=['backbone\\.=0.1', 'head\\.bias=0']",
+                                     "train.no_decay=['norm\\.']"});
+  OptimizerSetup s = build_optimizer(net, c);
+  ASSERT_EQ(s.groups.size(), 3u);
+  EXPECT_EQ(s.groups[0].name, "backbone\\.=0.1");
+  EXPECT_DOUBLE_EQ(s.groups[0].base_lr, 0.001);
+  EXPECT_DOUBLE_EQ(s.groups[0].weight_decay, 0.05);
+  EXPECT_EQ(s.groups[0].parameters, (std::vector<std::string>{"backbone.weight", "backbone.bias"}));
+  EXPECT_EQ(s.groups[1].name, "base (no decay)");
+  EXPECT_DOUBLE_EQ(s.groups[1].weight_decay, 0.0);
+  EXPECT_EQ(s.groups[2].parameters, (std::vector<std::string>{"head.weight"}));
+  EXPECT_EQ(s.frozen, (std::vector<std::string>{"head.bias"}));
+  EXPECT_FALSE(net.head->bias.requires_grad());
+  EXPECT_TRUE(net.head->weight.requires_grad());
+  EXPECT_DOUBLE_EQ(learning_rate(*s.optimizer, 0), 0.001);
+  set_learning_rates(*s.optimizer, s.groups, 0.5);
+  EXPECT_DOUBLE_EQ(learning_rate(*s.optimizer, 0), 0.0005);
+  EXPECT_DOUBLE_EQ(learning_rate(*s.optimizer, 2), 0.005);
+}
+
+TEST(Optim, FreezePatternAndEverythingFrozenIsAnError) {
+  TwoPartNet net;
+  OptimizerSetup s = build_optimizer(net, Config::defaults({"train.freeze=['^backbone']"}));
+  EXPECT_EQ(s.frozen.size(), 2u);
+  EXPECT_FALSE(net.backbone->weight.requires_grad());
+  TwoPartNet other;
+  EXPECT_THROW(build_optimizer(other, Config::defaults({"train.freeze=['.']"})), Error);
+}
+
+TEST(Optim, BadGroupEntriesNameTheEntry) {
+  const std::string m = test::thrown_message<ConfigError>(
+      [] { parse_group_rules({"backbone=abc"}); });
+  EXPECT_NE(m.find("'backbone=abc'"), std::string::npos) << m;
+  EXPECT_THROW(parse_group_rules({"no-equals-sign"}), ConfigError);
+  EXPECT_THROW(parse_group_rules({"([=0.1"}), ConfigError);
+  EXPECT_THROW(parse_group_rules({"x=-1"}), ConfigError);
+  TwoPartNet net;
+  EXPECT_THROW(build_optimizer(net, Config::defaults({"train.freeze=['(']"})), ConfigError);
+}
+
+TEST(Optim, AdamWDecouplesWeightDecay) {
+  // One AdamW step on a zero gradient moves a weight only by lr * wd * w.
+  auto w = torch::full({1}, 2.0, torch::requires_grad());
+  torch::optim::AdamW opt({w}, torch::optim::AdamWOptions(0.1).weight_decay(0.5));
+  w.mutable_grad() = torch::zeros({1});
+  opt.step();
+  EXPECT_NEAR(w.item<double>(), 2.0 - 0.1 * 0.5 * 2.0, 1e-7);
+}
+
+TEST(Schedule, PolyMultistepWarmup) {
+  Schedule poly;
+  poly.kind = Schedule::Kind::kPoly;
+  poly.total = 100;
+  poly.poly_power = 0.9;
+  EXPECT_DOUBLE_EQ(poly.factor(0), 1.0);
+  EXPECT_NEAR(poly.factor(50), std::pow(0.5, 0.9), 1e-12);
+  EXPECT_DOUBLE_EQ(poly.factor(100), 0.0);
+
+  Schedule multi;
+  multi.kind = Schedule::Kind::kMultistep;
+  multi.milestones = {10, 20};
+  multi.gamma = 0.1;
+  EXPECT_DOUBLE_EQ(multi.factor(9), 1.0);
+  EXPECT_NEAR(multi.factor(10), 0.1, 1e-15);
+  EXPECT_NEAR(multi.factor(25), 0.01, 1e-15);
+
+  Schedule warm;
+  warm.warmup = 10;
+  warm.warmup_factor = 0.001;
+  EXPECT_DOUBLE_EQ(warm.factor(0), 0.001);
+  EXPECT_NEAR(warm.factor(5), 0.001 + 0.999 * 0.5, 1e-12);
+  EXPECT_DOUBLE_EQ(warm.factor(10), 1.0);
+}
+
+TEST(Schedule, EpochMilestonesBecomeSteps) {
+  const Config c = Config::defaults({"train.epochs=50", "train.schedule=multistep",
+                                     "train.milestones=[35]"});
+  const Schedule s = Schedule::from_config(c, 50 * 7, 7);
+  EXPECT_EQ(s.milestones, (std::vector<std::int64_t>{245}));
+  EXPECT_THROW(Schedule::from_config(Config::defaults({"train.schedule=multistep"}), 10, 1),
+               ConfigError);
+}
+
+}  // namespace
+}  // namespace wico::train
