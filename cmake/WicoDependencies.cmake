@@ -13,3 +13,21 @@ if(WICO_BUILD_TESTS)
 endif()
 # TorchConfig appends its own flags (e.g. -D_GLIBCXX_USE_CXX11_ABI); keep them on our targets.
 string(APPEND CMAKE_CXX_FLAGS " ${TORCH_CXX_FLAGS}")
+# c10d (distributed training) is inside libtorch, but its headers hide each backend behind
+# USE_C10D_<NAME>, which TorchConfig does not set. Gloo needs its headers (libgloo-dev, or those a
+# LibTorch download bundles); NCCL needs a CUDA LibTorch and nccl.h. The definitions are applied to
+# src/train/distributed.cpp alone (CMakeLists.txt), the only file that includes c10d.
+set(WICO_C10D_DEFINITIONS "")
+set(WICO_C10D_INCLUDE_DIRS "")
+find_path(WICO_GLOO_INCLUDE_DIR gloo/algorithm.h HINTS ${TORCH_INCLUDE_DIRS})
+if(WICO_GLOO_INCLUDE_DIR)
+  list(APPEND WICO_C10D_DEFINITIONS USE_C10D_GLOO)
+endif()
+if(TARGET torch_cuda)
+  find_path(WICO_NCCL_INCLUDE_DIR nccl.h HINTS ${TORCH_INCLUDE_DIRS} ${CUDA_TOOLKIT_ROOT_DIR}/include)
+  if(WICO_NCCL_INCLUDE_DIR)
+    list(APPEND WICO_C10D_DEFINITIONS USE_C10D_NCCL)
+    set(WICO_C10D_INCLUDE_DIRS ${WICO_NCCL_INCLUDE_DIR})
+  endif()
+endif()
+message(STATUS "WiCo++ distributed backends: ${WICO_C10D_DEFINITIONS}")
