@@ -3,8 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <fstream>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
@@ -23,6 +25,7 @@ EvalSettings EvalSettings::from_config(const Config& config) {
   s.thresholds.ip_min = config.real("eval.ip_min");
   s.thresholds.ip_max = config.real("eval.ip_max");
   s.thresholds.mer_threshold = config.real("eval.mer_threshold");
+  s.panels = static_cast<int>(config.integer("eval.panels"));
   return s;
 }
 
@@ -54,14 +57,21 @@ SplitResult score_predictions(const data::ReferDataset& data, const std::string&
   result.split = split;
   result.dataset = data.dataset() + " (" + data.split_by() + ")";
   result.compat = settings.compat;
-  std::map<std::string, MetricAccumulator> accumulators;
-  for (const auto& b : branches) accumulators.emplace(b, MetricAccumulator(settings.compat));
-  std::size_t used = 0;
+  // Every check first (so an error names the first bad sample in split order), then the counting.
+  // Ground truth is rasterised once per annotation, as an RLE: scoring walks runs, not pixels.
+  struct Sample {
+    const Prediction* prediction;
+    const data::Rle* target;
+  };
+  std::vector<Sample> samples;
+  std::unordered_map<std::int64_t, data::Rle> targets;  // node-based: pointers stay valid
   for (const data::Ref* ref : data.refs(split)) {
     const auto& image = data.image(ref->image_id);
-    const cv::Mat1b target =
-        data::annotation_to_mask(data.annotation(ref->ann_id).segmentation, image.height,
-                                 image.width);
+    auto [target, added] = targets.try_emplace(ref->ann_id);
+    if (added) {
+      target->second = data::annotation_to_rle(data.annotation(ref->ann_id).segmentation,
+                                               image.height, image.width);
+    }
     for (const auto& sentence : ref->sentences) {
       auto it = by_sample.find({ref->ref_id, sentence.sent_id});
       if (it == by_sample.end()) {
@@ -75,13 +85,20 @@ SplitResult score_predictions(const data::ReferDataset& data, const std::string&
                     std::to_string(p.width) + "x" + std::to_string(p.height) + ", its image " +
                     std::to_string(image.width) + "x" + std::to_string(image.height));
       }
-      for (auto& [name, acc] : accumulators) acc.add(overlap(p.mask(name), target));
-      ++used;
+      samples.push_back({&p, &target->second});
+      result.samples.push_back({ref->ref_id, sentence.sent_id});
     }
   }
-  if (used != predictions.size()) {
-    throw Error(std::to_string(predictions.size() - used) + " predictions are not samples of "
-                "split " + split + " (wrong split or data set?)");
+  if (samples.size() != predictions.size()) {
+    throw Error(std::to_string(predictions.size() - samples.size()) + " predictions are not "
+                "samples of split " + split + " (wrong split or data set?)");
+  }
+  std::map<std::string, MetricAccumulator> accumulators;
+  for (const auto& b : branches) accumulators.emplace(b, MetricAccumulator(settings.compat));
+  for (const Sample& sample : samples) {
+    for (auto& [name, acc] : accumulators) {
+      acc.add(overlap(sample.prediction->rle(name), *sample.target));
+    }
   }
   for (auto& [name, acc] : accumulators) {
     BranchResult r;
@@ -154,6 +171,52 @@ void write_split_outputs(const SplitResult& r, const EvalSettings& settings,
   if (!series.empty()) plot_iou_distribution(series, settings.thresholds, dir / "iou_distribution.png");
 }
 
+std::vector<std::pair<std::string, double>> read_mer_bars(
+    const std::vector<std::pair<std::string, std::filesystem::path>>& evaluations,
+    const std::string& split, const std::string& pair) {
+  // metrics.json keys a pair by its two branch names in alphabetical order.
+  auto normalise = [](const std::string& p) {
+    const auto bar = p.find_first_of("|,");
+    if (bar == std::string::npos) {
+      throw ConfigError("branch pair '" + p + "' must be two branch names joined by '|' or ',', "
+                        "e.g. bottom_up|top_down");
+    }
+    std::string a = p.substr(0, bar), b = p.substr(bar + 1);
+    if (b < a) std::swap(a, b);
+    return a + "|" + b;
+  };
+  const std::string wanted = pair.empty() ? "" : normalise(pair);
+  std::vector<std::pair<std::string, double>> bars;
+  for (const auto& [label, folder] : evaluations) {
+    const auto file = folder / split / "metrics.json";
+    std::ifstream in(file);
+    if (!in) {
+      throw Error("cannot read '" + file.string() + "' (evaluate split " + split + " first)");
+    }
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(file.string() + ": malformed JSON: " + e.what());
+    }
+    const auto mer = j.value("mer", nlohmann::json::object());
+    std::string have;
+    for (const auto& [key, value] : mer.items()) have += (have.empty() ? "" : ", ") + key;
+    // Figure 7's pair where the file has it; otherwise the file's only pair.
+    std::string key = wanted;
+    if (key.empty()) {
+      key = mer.contains("bottom_up|top_down") || mer.size() != 1 ? "bottom_up|top_down"
+                                                                  : mer.begin().key();
+    }
+    if (!mer.contains(key) || !mer[key].is_number()) {
+      throw Error(file.string() + " has no MER for " + key + " (it has: " +
+                  (have.empty() ? "none, a single branch" : have) + "); choose one with --pair");
+    }
+    bars.emplace_back(label, mer[key].get<double>());
+  }
+  return bars;
+}
+
 }  // namespace wico::eval
 
 namespace wico {
@@ -167,7 +230,10 @@ void add_eval_keys(Schema& schema) {
       .real("eval.ip_min", 0.5, "IP zone lower bound", 0.0, 1.0)
       .real("eval.ip_max", 0.8, "IP zone upper bound", 0.0, 1.0)
       .real("eval.mer_threshold", 0.5, "MER: a branch is right when its IoU is above this", 0.0,
-            1.0);
+            1.0)
+      .integer("eval.panels", 4,
+               "qualitative panels: rows per kind (PN, IP, normal) in eval/<split>/panels_*.png; "
+               "0: none", 0, 100);
 }
 
 }  // namespace wico

@@ -40,6 +40,66 @@ Overlap overlap(const cv::Mat1b& prediction, const cv::Mat1b& target) {
   return o;
 }
 
+namespace {
+
+// The foreground runs of an RLE as half-open intervals [begin, end) of column-major pixel
+// positions, in order, skipping zero-length runs.
+class ForegroundRuns {
+ public:
+  explicit ForegroundRuns(const std::vector<std::uint32_t>& counts) : counts_(counts) {
+    advance();
+  }
+  bool done() const { return done_; }
+  std::uint64_t begin() const { return begin_; }
+  std::uint64_t end() const { return end_; }
+  void advance() {
+    while (next_ < counts_.size()) {
+      const std::uint64_t length = counts_[next_];
+      const bool foreground = next_ % 2 == 1;  // runs alternate, background first
+      ++next_;
+      if (foreground && length > 0) {
+        begin_ = position_;
+        end_ = position_ + length;
+        position_ = end_;
+        return;
+      }
+      position_ += length;
+    }
+    done_ = true;
+  }
+
+ private:
+  const std::vector<std::uint32_t>& counts_;
+  std::size_t next_ = 0;
+  std::uint64_t position_ = 0, begin_ = 0, end_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
+Overlap overlap(const data::Rle& prediction, const data::Rle& target) {
+  WICO_CHECK(prediction.height == target.height && prediction.width == target.width,
+             "prediction is ", prediction.width, "x", prediction.height, " but the target is ",
+             target.width, "x", target.height);
+  // Intersection: the overlaps of the two sorted lists of disjoint intervals; union by
+  // inclusion-exclusion.
+  std::uint64_t intersection = 0;
+  ForegroundRuns a(prediction.counts), b(target.counts);
+  while (!a.done() && !b.done()) {
+    const std::uint64_t lo = std::max(a.begin(), b.begin()), hi = std::min(a.end(), b.end());
+    if (hi > lo) intersection += hi - lo;
+    if (a.end() < b.end()) {
+      a.advance();
+    } else {
+      b.advance();
+    }
+  }
+  Overlap o;
+  o.intersection = intersection;
+  o.union_ = data::rle_area(prediction) + data::rle_area(target) - intersection;
+  return o;
+}
+
 double sample_iou(const Overlap& o, MetricCompat compat) {
   const auto i = static_cast<double>(o.intersection), u = static_cast<double>(o.union_);
   switch (compat) {

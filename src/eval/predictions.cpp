@@ -7,7 +7,7 @@
 
 namespace wico::eval {
 
-cv::Mat1b Prediction::mask(const std::string& branch) const {
+data::Rle Prediction::rle(const std::string& branch) const {
   auto it = masks.find(branch);
   if (it == masks.end()) {
     std::string have;
@@ -15,7 +15,11 @@ cv::Mat1b Prediction::mask(const std::string& branch) const {
     throw Error("prediction of ref " + std::to_string(ref_id) + " sentence " +
                 std::to_string(sent_id) + " has no '" + branch + "' mask (has: " + have + ")");
   }
-  return data::rle_decode(data::rle_from_string(it->second, height, width));
+  return data::rle_from_string(it->second, height, width);
+}
+
+cv::Mat1b Prediction::mask(const std::string& branch) const {
+  return data::rle_decode(rle(branch));
 }
 
 std::string encode_mask(const cv::Mat1b& mask) {

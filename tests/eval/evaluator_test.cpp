@@ -77,6 +77,21 @@ TEST_F(EvaluatorTest, MissingOrForeignPredictionsAreErrors) {
   EXPECT_THROW(score_predictions(*d, "val", make_predictions(*d, "val"), lavt), ConfigError);
 }
 
+TEST(Evaluator, SamplesAreListedInScoringOrder) {
+  test::TempDir dir;
+  data::generate_synthetic({dir.path(), 4, 3, 1, false});
+  const auto d = data::ReferDataset::load(dir.path(), "refcoco", "unc");
+  const auto predictions = make_predictions(d, "train");
+  const auto r = score_predictions(d, "train", predictions, {});
+  ASSERT_EQ(r.samples.size(), predictions.size());
+  ASSERT_EQ(r.branches.at("half").ious.size(), predictions.size());
+  for (std::size_t i = 0; i < predictions.size(); ++i) {  // make_predictions follows split order
+    EXPECT_EQ(r.samples[i].ref_id, predictions[i].ref_id);
+    EXPECT_EQ(r.samples[i].sent_id, predictions[i].sent_id);
+    EXPECT_DOUBLE_EQ(r.branches.at("half").ious[i], predictions[i].sent_id % 2 == 0 ? 1.0 : 0.0);
+  }
+}
+
 TEST_F(EvaluatorTest, CommandLineScoresAPredictionsFolder) {
   for (const std::string split : {"val", "testA"}) {
     std::filesystem::create_directories(dir.path() / "eval" / split);
@@ -89,11 +104,40 @@ TEST_F(EvaluatorTest, CommandLineScoresAPredictionsFolder) {
                                 dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("refcoco (unc) testA"));
-  for (const char* file : {"metrics.json", "report.md", "iou_distribution.png"}) {
+  // "empty" is a PN case on every sample, with "oracle" right: PN panels; no branch pair is both
+  // precise, so no normal panels.
+  for (const char* file : {"metrics.json", "report.md", "iou_distribution.png", "panels_pn.png"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.path() / "eval" / "val" / file)) << file;
   }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "eval" / "val" / "panels_normal.png"));
   EXPECT_THAT(test::read_file(dir.path() / "eval" / "val" / "metrics.json"),
               HasSubstr("\"miou\": 1.0"));
+  // --panels 0: none.
+  const auto none = test::run_wico("eval --from-predictions eval --splits val --out quiet "
+                                   "--panels 0 --set data.root=" + dir.path().string(),
+                                   dir.path());
+  ASSERT_EQ(none.exit_code, 0) << none.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "quiet" / "val" / "metrics.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "quiet" / "val" / "panels_pn.png"));
+
+  // Figure 7 from the two evaluations: their metrics.json hold no bottom_up|top_down pair, so
+  // the pair must be named.
+  const auto unnamed = test::run_wico("eval --compare eval B=quiet --out figs", dir.path());
+  EXPECT_EQ(unnamed.exit_code, 1);
+  EXPECT_THAT(unnamed.output, HasSubstr("has no MER for bottom_up|top_down (it has: "
+                                        "empty|half, empty|oracle, half|oracle)"));
+  const auto bars = test::run_wico("eval --compare A=eval B=quiet --pair half,oracle --out figs",
+                                   dir.path());
+  ASSERT_EQ(bars.exit_code, 0) << bars.output;
+  EXPECT_THAT(bars.output, HasSubstr("| A | "));
+  EXPECT_THAT(bars.output, HasSubstr("| B | "));
+  // Only val is in both folders (data.eval_splits are val, testA, testB).
+  EXPECT_GT(std::filesystem::file_size(dir.path() / "figs" / "mer_val.png"), 1000u);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "figs" / "mer_testA.png"));
+  EXPECT_EQ(test::run_wico("eval --compare eval", dir.path()).exit_code, 2);  // no --out
+  EXPECT_EQ(test::run_wico("eval", dir.path()).exit_code, 2);  // neither mode
+  EXPECT_EQ(test::run_wico("eval --compare eval --from-predictions eval", dir.path()).exit_code,
+            2);
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "wico/core/error.h"
+#include "wico/data/coco_mask.h"
 
 namespace wico::eval {
 namespace {
@@ -20,6 +23,55 @@ TEST(Metrics, OverlapCountsPixels) {
   EXPECT_EQ(o.intersection, 2u);
   EXPECT_EQ(o.union_, 5u);
   EXPECT_THROW(overlap(p, mask_from({1, 0}, 2)), Error);
+}
+
+// The evaluator counts on runs; the counts must be the pixel counts exactly, or every figure moves.
+TEST(Metrics, OverlapOnRunsEqualsOverlapOnPixels) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> side(1, 48);
+  std::uniform_real_distribution<double> u(0, 1);
+  auto random_mask = [&](int h, int w) {
+    cv::Mat1b m = cv::Mat1b::zeros(h, w);
+    const double kind = u(rng);
+    if (kind < 0.15) return m;                                   // empty
+    if (kind < 0.25) return cv::Mat1b(cv::Mat1b::ones(h, w));    // full
+    if (kind < 0.6) {                                            // noise of any density
+      const double p = u(rng);
+      for (int y = 0; y < h; ++y) {
+        for (int x = 0; x < w; ++x) m(y, x) = u(rng) < p;
+      }
+      return m;
+    }
+    for (int k = 0; k < 3; ++k) {                                // blobs
+      const int x = int(u(rng) * w), y = int(u(rng) * h);
+      m(cv::Rect(x, y, 1 + int(u(rng) * (w - x)), 1 + int(u(rng) * (h - y))) &
+        cv::Rect(0, 0, w, h)) = 1;
+    }
+    return m;
+  };
+  int empty_pairs = 0;
+  for (int trial = 0; trial < 500; ++trial) {
+    const int h = trial % 10 == 0 ? 1 : side(rng), w = trial % 10 == 1 ? 1 : side(rng);
+    const cv::Mat1b a = random_mask(h, w), b = random_mask(h, w);
+    empty_pairs += cv::countNonZero(a) == 0 && cv::countNonZero(b) == 0;
+    const Overlap pixels = overlap(a, b);
+    const Overlap runs = overlap(data::rle_encode(a), data::rle_encode(b));
+    ASSERT_EQ(runs.intersection, pixels.intersection) << "trial " << trial;
+    ASSERT_EQ(runs.union_, pixels.union_) << "trial " << trial;
+    // And therefore the same IoU, bit for bit, under every definition.
+    for (auto c : {MetricCompat::kDefault, MetricCompat::kCris, MetricCompat::kVlt}) {
+      ASSERT_EQ(sample_iou(runs, c), sample_iou(pixels, c));
+    }
+  }
+  EXPECT_GT(empty_pairs, 0);  // the empty/empty case was met
+  // Non-canonical counts (zero-length runs, as rle_merge may leave them) count the same.
+  const data::Rle odd{3, 4, {0, 2, 0, 3, 4, 0, 3}};
+  const data::Rle other = data::rle_encode(random_mask(3, 4));
+  const Overlap runs = overlap(odd, other), pixels = overlap(data::rle_decode(odd),
+                                                            data::rle_decode(other));
+  EXPECT_EQ(runs.intersection, pixels.intersection);
+  EXPECT_EQ(runs.union_, pixels.union_);
+  EXPECT_THROW(overlap(odd, data::rle_encode(cv::Mat1b::zeros(4, 3))), Error);
 }
 
 TEST(Metrics, EachCompatDefinitionOnHandComputedCases) {

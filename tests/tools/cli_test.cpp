@@ -110,3 +110,21 @@ TEST(CliSynth, WritesADataSetAndRefusesToOverwriteIt) {
 
 }  // namespace
 }  // namespace wico
+
+namespace wico {
+namespace {
+
+TEST(CliBench, EvalBenchmarkScoresAtCocoSizesAndReportsJson) {
+  test::TempDir dir;
+  const auto r = test::run_wico("bench eval --quick --repeats 1 --warmup 0 --python /nonexistent "
+                                "--set log.level=warn --json out.json",
+                                dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::HasSubstr("all paths counted the same intersections"));
+  const std::string json = test::read_file(dir.path() / "out.json");
+  EXPECT_THAT(json, ::testing::HasSubstr("\"score_samples_per_s\""));
+  EXPECT_THAT(json, ::testing::HasSubstr("\"numpy_samples_per_s\": null"));
+}
+
+}  // namespace
+}  // namespace wico

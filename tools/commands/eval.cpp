@@ -1,9 +1,10 @@
 // `wico eval`: scores predictions of val/testA/testB and writes eval/<split>/{metrics.json,
-// report.md, iou_distribution.png}. This build scores a predictions folder
-// (--from-predictions DIR holding <split>/predictions.jsonl); evaluating a checkpoint joins when
-// the models land.
+// report.md, iou_distribution.png, panels_{pn,ip,normal}.png}. This build scores a predictions
+// folder (--from-predictions DIR holding <split>/predictions.jsonl); evaluating a checkpoint joins
+// when the models land. --compare draws Figure 7 (MER bars) from several such evaluations.
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
@@ -12,46 +13,131 @@
 #include "wico/core/runtime.h"
 #include "wico/data/refer.h"
 #include "wico/eval/evaluator.h"
+#include "wico/eval/panels.h"
+#include "wico/eval/plots.h"
 
 namespace wico::tool {
 
+namespace {
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string s; std::getline(in, s, ',');) {
+    if (!s.empty()) out.push_back(s);
+  }
+  return out;
+}
+
+// "LABEL=DIR" or "DIR"; a bare DIR is labelled with its run's name (runs/<name>/eval -> name).
+std::pair<std::string, std::filesystem::path> labelled_folder(const std::string& arg) {
+  const auto eq = arg.find('=');
+  if (eq != std::string::npos && eq > 0) return {arg.substr(0, eq), arg.substr(eq + 1)};
+  const auto path = std::filesystem::weakly_canonical(arg);
+  const bool eval_folder = path.filename() == "eval" && path.has_parent_path();
+  return {(eval_folder ? path.parent_path().filename() : path.filename()).string(), arg};
+}
+
+// --compare: Figure 7 per split from the evaluations' metrics.json files.
+int compare(const std::vector<std::string>& folders, const std::vector<std::string>& requested,
+            const std::vector<std::string>& eval_splits, const std::string& pair,
+            const std::string& out) {
+  if (out.empty()) throw ConfigError("--compare needs --out FOLDER for the MER plots");
+  std::vector<std::pair<std::string, std::filesystem::path>> evaluations;
+  for (const auto& f : folders) evaluations.push_back(labelled_folder(f));
+  std::vector<std::string> splits = requested;
+  if (splits.empty()) {  // data.eval_splits, those every evaluation has
+    for (const auto& s : eval_splits) {
+      bool everywhere = true;
+      for (const auto& [label, folder] : evaluations) {
+        everywhere = everywhere && std::filesystem::exists(folder / s / "metrics.json");
+      }
+      if (everywhere) splits.push_back(s);
+    }
+    if (splits.empty()) {
+      throw Error(
+          "no split of data.eval_splits has a metrics.json in every compared folder; "
+          "name them with --splits");
+    }
+  }
+  for (const auto& split : splits) {
+    const auto bars = eval::read_mer_bars(evaluations, split, pair);
+    std::cout << "## MER, " << split << (pair.empty() ? "" : " (" + pair + ")")
+              << "\n\n| evaluation | MER |\n|---|---:|\n";
+    for (const auto& [label, mer] : bars) {
+      char line[256];
+      std::snprintf(line, sizeof(line), "| %s | %.2f |\n", label.c_str(), 100 * mer);
+      std::cout << line;
+    }
+    std::cout << "\n";
+    const auto png = std::filesystem::path(out) / ("mer_" + split + ".png");
+    eval::plot_mer_bars(bars, png);
+    spdlog::info("wrote {}", png.string());
+  }
+  return 0;
+}
+
+}  // namespace
+
 Action add_eval_command(CLI::App& app) {
   auto* sub = app.add_subcommand(
-      "eval", "score predictions per split: mIoU, oIoU, prec@0.5-0.9, PN/IP rates, MER, plots");
+      "eval",
+      "score predictions per split: mIoU, oIoU, prec@0.5-0.9, PN/IP rates, MER, plots, "
+      "qualitative panels; or compare evaluations (MER bars)");
   struct Options {
     ConfigOptions config;
     std::string predictions;
+    std::vector<std::string> compare;
+    std::string pair;
     std::string splits;
     std::string out;
+    int panels = -1;
   };
   auto o = std::make_shared<Options>();
   o->config.add_to(*sub, false);
-  sub->add_option("--from-predictions", o->predictions,
-                  "folder with <split>/predictions.jsonl (written by an earlier evaluation)")
-      ->required();
+  auto* from =
+      sub->add_option("--from-predictions", o->predictions,
+                      "folder with <split>/predictions.jsonl (written by an earlier evaluation)");
+  sub->add_option("--compare", o->compare,
+                  "draw the MER bars (Figure 7) of several evaluations: folders holding "
+                  "<split>/metrics.json, each DIR or LABEL=DIR; writes <out>/mer_<split>.png")
+      ->excludes(from)
+      ->expected(1, -1);
+  sub->add_option("--pair", o->pair,
+                  "with --compare: the branch pair, e.g. bottom_up,top_down (the default where "
+                  "present; 'a|b' as in metrics.json works too)");
   sub->add_option("--splits", o->splits, "comma-separated splits (default: data.eval_splits)");
   sub->add_option("--out", o->out, "output folder (default: the predictions folder)");
+  sub->add_option("--panels", o->panels,
+                  "qualitative panels: rows per kind (PN, IP, normal); 0: none (default: "
+                  "eval.panels)")
+      ->check(CLI::Range(0, 100));
   return [o]() {
     const Config config = o->config.load();
     apply_runtime(config);
-    std::vector<std::string> splits;
-    if (o->splits.empty()) {
-      splits = config.texts("data.eval_splits");
-    } else {
-      std::stringstream in(o->splits);
-      for (std::string s; std::getline(in, s, ',');) {
-        if (!s.empty()) splits.push_back(s);
-      }
+    if (!o->compare.empty()) {
+      return compare(o->compare, split_list(o->splits), config.texts("data.eval_splits"), o->pair,
+                     o->out);
     }
+    if (o->predictions.empty()) {
+      throw ConfigError(
+          "wico eval needs --from-predictions DIR (score a predictions folder) or "
+          "--compare DIR... (MER bars of several evaluations)");
+    }
+    std::vector<std::string> splits =
+        o->splits.empty() ? config.texts("data.eval_splits") : split_list(o->splits);
     const auto data = data::ReferDataset::load(
         config.text("data.root"), config.text("data.dataset"), config.text("data.split_by"));
-    const auto settings = eval::EvalSettings::from_config(config);
+    auto settings = eval::EvalSettings::from_config(config);
+    if (o->panels >= 0) settings.panels = o->panels;
     const std::filesystem::path out = o->out.empty() ? o->predictions : o->out;
     for (const auto& split : splits) {
       const auto file = std::filesystem::path(o->predictions) / split / "predictions.jsonl";
-      const auto result =
-          eval::score_predictions(data, split, eval::read_predictions(file), settings);
+      const auto predictions = eval::read_predictions(file);
+      const auto result = eval::score_predictions(data, split, predictions, settings);
       eval::write_split_outputs(result, settings, out / split);
+      eval::write_panels(data, result, predictions, settings.thresholds, settings.panels,
+                         out / split);
       std::cout << eval::report_markdown(result) << "\n";
       spdlog::info("wrote {}", (out / split).string());
     }

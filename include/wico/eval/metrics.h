@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "wico/data/coco_mask.h"
+
 namespace wico::eval {
 
 enum class MetricCompat { kDefault, kLavt, kCris, kVlt };
@@ -33,6 +35,11 @@ struct Overlap {
 };
 // Pixel counts of two 0/1 (or 0/non-0) masks of the same size.
 Overlap overlap(const cv::Mat1b& prediction, const cv::Mat1b& target);
+// The same counts from two COCO RLEs of the same size, walked run by run without decoding a
+// pixel: the evaluator's path, O(runs) instead of O(pixels) (at 640x480 a mask has a few hundred
+// runs and 307,200 pixels). Equals overlap(rle_decode(prediction), rle_decode(target)) exactly,
+// zero-length runs included; the counts of each RLE must sum to height * width.
+Overlap overlap(const data::Rle& prediction, const data::Rle& target);
 
 double sample_iou(const Overlap& o, MetricCompat compat);
 bool counts_at(double iou, double threshold, MetricCompat compat);

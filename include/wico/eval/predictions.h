@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "wico/data/coco_mask.h"
+
 namespace wico::eval {
 
 struct Prediction {
@@ -25,7 +27,9 @@ struct Prediction {
   int height = 0, width = 0;
   std::map<std::string, std::string> masks;  // branch -> compressed RLE
   std::map<std::string, double> scores;      // branch -> predicted confidence
-  // The decoded 0/1 mask of a branch; a missing branch is a wico::Error naming it.
+  // The RLE of a branch (what scoring walks), and its decoded 0/1 mask (what pictures draw); a
+  // missing branch is a wico::Error naming it.
+  data::Rle rle(const std::string& branch) const;
   cv::Mat1b mask(const std::string& branch) const;
 };
 
