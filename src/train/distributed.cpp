@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/module.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <limits>
@@ -181,6 +182,10 @@ Distributed::Distributed(const DistributedEnv& env, c10::Device device,
 
   auto group = std::make_unique<Group>();
   group->timeout = timeout;
+  // c10d's socket code counts in whole seconds: below one, even rank 0 fails to reach its own
+  // store.
+  const std::chrono::milliseconds rendezvous_timeout =
+      std::max(timeout, std::chrono::milliseconds(1000));
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(env.master_port);
@@ -189,11 +194,11 @@ Distributed::Distributed(const DistributedEnv& env, c10::Device device,
     // The store's own wait for workers reports a bare "Socket Timeout"; counting arrivals here
     // tells how many ranks came.
     options.waitWorkers = false;
-    options.timeout = timeout;
+    options.timeout = rendezvous_timeout;
     auto tcp_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     // A prefix keeps this group's keys apart should the store ever serve a second group.
     group->store = c10::make_intrusive<c10d::PrefixStore>("wico/", tcp_store);
-    wait_for_all_ranks(*group->store, env, timeout);
+    wait_for_all_ranks(*group->store, env, rendezvous_timeout);
 #ifdef WICO_HAVE_NCCL
     if (device.is_cuda()) {
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
@@ -212,7 +217,7 @@ Distributed::Distributed(const DistributedEnv& env, c10::Device device,
 #endif
   } catch (const std::exception& e) {
     throw Error("distributed rendezvous at " + where(env) + " failed within " +
-                std::to_string(timeout.count()) + " ms: " + reason(e) +
+                std::to_string(rendezvous_timeout.count()) + " ms: " + reason(e) +
                 " (is MASTER_PORT free on rank 0, and did every rank start?)");
   }
   group_ = std::move(group);

@@ -150,22 +150,32 @@ int launch_local_workers(int nproc, const std::vector<std::string>& argv,
       envp.push_back(const_cast<char*>(e.c_str()));
     }
     envp.push_back(nullptr);
+    // SIGINT/SIGTERM stay blocked across fork: a child must not run the launcher's handler (the
+    // signal would be lost); it restores the default action, then takes any pending signal.
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
     const pid_t pid = ::fork();
-    if (pid < 0) {
-      const int error = errno;
-      kill_and_reap(workers);
-      throw Error("launch: cannot start worker " + std::to_string(rank) + ": " +
-                  std::strerror(error));
-    }
     if (pid == 0) {
       // A worker must not outlive the launcher; the check closes the race with its exit.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != launcher_pid) ::_exit(1);
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::execve(args[0], args.data(), envp.data());
       ::_exit(127);
+    }
+    const int fork_error = errno;
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    if (pid < 0) {
+      kill_and_reap(workers);
+      throw Error("launch: cannot start worker " + std::to_string(rank) + ": " +
+                  std::strerror(fork_error));
     }
     workers[static_cast<std::size_t>(rank)] = {pid, true};
   }

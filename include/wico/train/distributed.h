@@ -40,7 +40,8 @@ class Distributed {
  public:
   // Joins the job: rendezvous at master_addr:master_port, then a Gloo (CPU device) or NCCL (CUDA
   // device) process group. A failed rendezvous (port taken, a peer missing after `timeout`) is a
-  // wico::Error naming the address, rank and world size; `timeout` also bounds each collective.
+  // wico::Error naming the address, rank and world size; `timeout` (at least 1 s for the
+  // rendezvous, which c10d counts in seconds) also bounds each collective.
   Distributed(const DistributedEnv& env, c10::Device device,
               std::chrono::milliseconds timeout = std::chrono::minutes(30));
   ~Distributed();
