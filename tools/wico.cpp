@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   };
   add(add_config_command);
   add(add_synth_command);
+  add(add_train_command);
   add(add_data_command);
   add(add_eval_command);
   add(add_predict_command);

@@ -1,0 +1,204 @@
+#include "wico/train/trainer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+#include "tiny_model.h"
+#include "wico/core/error.h"
+#include "wico/data/synthetic.h"
+
+namespace wico::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_dir = new test::TempDir();
+    data::generate_synthetic({data_dir->path(), 30, 3, 2, false});
+    test::register_tiny_test_model();
+  }
+  static void TearDownTestSuite() {
+    delete data_dir;
+    data_dir = nullptr;
+  }
+  void SetUp() override {
+    test::TinyRisModel::nan_loss_at_step = 0;
+    test::TinyRisModel::dropout_p = 0.2;
+  }
+
+  // A tiny run: 48x48 inputs, batch 8 (about 11 steps per epoch), word tokenizer, no validation unless asked.
+  Config config(std::vector<std::string> extra = {}) const {
+    std::vector<std::string> o = {"model.kind=test_tiny",
+                                  "data.root=" + data_dir->path().string(),
+                                  "data.input_size=48",
+                                  "data.batch_size=8",
+                                  "data.workers=1",
+                                  "runtime.device=cpu",
+                                  "train.iterations=12",
+                                  "train.lr=0.01",
+                                  "train.val_every=-1",
+                                  "train.log_every=2"};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return Config::defaults(o);
+  }
+  fs::path run(const std::string& name) const { return runs.path() / name; }
+
+  static std::map<std::string, at::Tensor> final_weights(const fs::path& run_dir) {
+    return Checkpoint::read(*CheckpointDir(run_dir / "checkpoints").latest()).model();
+  }
+
+  static inline test::TempDir* data_dir = nullptr;
+  test::TempDir runs;
+};
+
+void expect_identical(const std::map<std::string, at::Tensor>& a,
+                      const std::map<std::string, at::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
+}
+
+TEST_F(TrainerTest, StopAndResumeGivesBitIdenticalParametersToAStraightRun) {
+  torch::manual_seed(0);
+  Trainer straight(config({"train.iterations=20"}), run("straight"), false);
+  const TrainResult s = straight.run();
+  EXPECT_EQ(s.state.iteration, 20);
+  EXPECT_EQ(s.stopped_by_signal, 0);
+
+  // Same config, interrupted after step 16 (in the second epoch of 14 steps) (a stop request, as SIGTERM gives) then resumed.
+  torch::manual_seed(0);
+  Trainer first(config({"train.iterations=20"}), run("resumed"), false);
+  first.on_step([](std::int64_t it) {
+    if (it == 16) std::raise(SIGTERM);
+  });
+  const TrainResult r1 = first.run();
+  EXPECT_EQ(r1.stopped_by_signal, SIGTERM);
+  EXPECT_EQ(r1.state.iteration, 16);
+  EXPECT_EQ(r1.state.epoch, 1);
+  EXPECT_EQ(r1.state.batch_in_epoch, 2);
+  torch::manual_seed(123);  // resume must not depend on the process's generator
+  Trainer second(config({"train.iterations=20"}), run("resumed"), true);
+  const TrainResult r2 = second.run();
+  EXPECT_EQ(r2.state.iteration, 20);
+  expect_identical(final_weights(run("straight")), final_weights(run("resumed")));
+}
+
+TEST_F(TrainerTest, ResumeWithAnotherConfigNamesTheKeys) {
+  Trainer t(config({"train.iterations=2"}), run("a"), false);
+  t.run();
+  Trainer other(config({"train.iterations=2", "train.lr=0.5"}), run("a"), true);
+  const std::string m = test::thrown_message<ConfigError>([&] { other.run(); });
+  EXPECT_NE(m.find("train.lr: 0.01 -> 0.5"), std::string::npos) << m;
+  Trainer none(config(), run("empty"), true);
+  EXPECT_NE(test::thrown_message<Error>([&] { none.run(); }).find("has no checkpoint"),
+            std::string::npos);
+}
+
+TEST_F(TrainerTest, NonFiniteLossStopsNamingStepAndPartOrIsSkipped) {
+  test::TinyRisModel::nan_loss_at_step = 3;
+  Trainer t(config({"train.checkpoint_every=1"}), run("nan"), false);
+  const std::string m = test::thrown_message<Error>([&] { t.run(); });
+  EXPECT_NE(m.find("non-finite loss at step 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("seg=nan"), std::string::npos) << m;
+  // Steps 1 and 2 were checkpointed; nothing from step 3 was.
+  const auto saved = CheckpointDir(run("nan") / "checkpoints").list();
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_EQ(saved.back().filename(), "iter_00000002.pt");
+
+  test::TinyRisModel::nan_loss_at_step = 3;
+  Trainer skip(config({"train.skip_nonfinite=true", "train.iterations=4"}), run("skip"), false);
+  EXPECT_EQ(skip.run().state.iteration, 4);
+  std::ifstream log(run("skip") / "metrics.jsonl");
+  bool reported = false;
+  for (std::string line; std::getline(log, line);) {
+    reported |= nlohmann::json::parse(line).value("skipped_steps", 0) == 1;
+  }
+  EXPECT_TRUE(reported);
+}
+
+TEST_F(TrainerTest, LogsMetricsAndKeepsTheBestCheckpointByValidation) {
+  Trainer t(config({"train.iterations=6", "train.val_every=3", "train.val_split=val",
+                    "train.keep_last=1", "train.checkpoint_every=2"}),
+            run("val"), false);
+  const TrainResult r = t.run();
+  EXPECT_TRUE(fs::exists(run("val") / "checkpoints" / "best.pt"));
+  EXPECT_EQ(CheckpointDir(run("val") / "checkpoints").list().size(), 1u);
+  int steps = 0, validations = 0;
+  std::ifstream log(run("val") / "metrics.jsonl");
+  for (std::string line; std::getline(log, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("val")) {
+      ++validations;
+      EXPECT_GE(j["val"]["bottom_up"]["oiou"].get<double>(), 0.0);
+    } else {
+      ++steps;
+      EXPECT_TRUE(j.contains("lr") && j.contains("samples_per_s") && j.contains("rss_mb"));
+      EXPECT_TRUE(j["losses"].contains("seg"));
+    }
+  }
+  EXPECT_EQ(steps, 3);        // every 2 of 6 steps
+  EXPECT_EQ(validations, 2);  // at step 3 and at the end
+  const Checkpoint best = Checkpoint::read(run("val") / "checkpoints" / "best.pt");
+  EXPECT_DOUBLE_EQ(best.state().best_metric, r.best_metric);
+}
+
+TEST_F(TrainerTest, InitialWeightsAndFrozenPartsStayPut) {
+  Trainer a(config({"train.iterations=2"}), run("source"), false);
+  a.run();
+  const auto source = final_weights(run("source"));
+  const std::string init = "train.init=['" + (run("source") / "checkpoints" / "iter_00000002.pt").string() + "']";
+  // lr 0: the trained model is exactly the initial checkpoint (BN statistics aside).
+  Trainer b(config({"train.iterations=2", "train.lr=0", init, "train.batch_norm=frozen"}),
+            run("zero_lr"), false);
+  b.run();
+  expect_identical(source, final_weights(run("zero_lr")));
+  // Frozen body: its weights unchanged, the head trained.
+  Trainer c(config({"train.iterations=2", init, "train.freeze=['^body\\.']"}), run("frozen"),
+            false);
+  c.run();
+  const auto frozen = final_weights(run("frozen"));
+  EXPECT_TRUE(torch::equal(frozen.at("body.0.weight"), source.at("body.0.weight")));
+  EXPECT_FALSE(torch::equal(frozen.at("head.weight"), source.at("head.weight")));
+}
+
+TEST_F(TrainerTest, AccumulatingTwoBatchesOfTwoEqualsOneBatchOfFour) {
+  test::TinyRisModel::dropout_p = 0.0;
+  const std::vector<std::string> common = {"train.iterations=3", "train.batch_norm=frozen",
+                                           "train.optimizer=adam", "train.lr=0.001",
+                                           "data.train_sentences=all"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return config(extra);
+  };
+  torch::manual_seed(0);
+  Trainer four(with({"data.batch_size=4"}), run("b4"), false);
+  four.run();
+  torch::manual_seed(0);
+  Trainer two(with({"data.batch_size=2", "train.accumulate=2"}), run("b2x2"), false);
+  two.run();
+  const auto a = final_weights(run("b4"));
+  const auto b = final_weights(run("b2x2"));
+  for (const auto& [name, t] : a) {
+    EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-4, 1e-5)) << name;
+  }
+}
+
+TEST_F(TrainerTest, BadRunLengthsAreConfigErrors) {
+  Trainer both(config({"train.epochs=1"}), run("x"), false);
+  EXPECT_NE(test::thrown_message<ConfigError>([&] { both.run(); }).find("exactly one of"),
+            std::string::npos);
+  Trainer big(config({"data.batch_size=60000"}), run("y"), false);
+  EXPECT_NE(test::thrown_message<ConfigError>([&] { big.run(); }).find("not one step"),
+            std::string::npos);
+  Trainer fp16(config({"train.amp=fp16"}), run("z"), false);
+  EXPECT_THROW(fp16.run(), ConfigError);
+}
+
+}  // namespace
+}  // namespace wico::train
