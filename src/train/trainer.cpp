@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/utils/clip_grad.h>
+#include <torch/utils.h>
 
 #include <chrono>
 #include <csignal>
@@ -172,6 +173,8 @@ Trainer::Trainer(Config config, fs::path run_dir, bool resume, Distributed* dist
 
 Trainer::~Trainer() = default;
 
+std::shared_ptr<nn::RisModel> Trainer::model() const { return impl_->model; }
+
 void Trainer::on_step(std::function<void(std::int64_t)> callback) {
   impl_->step_callback = std::move(callback);
 }
@@ -221,6 +224,10 @@ void Trainer::Impl::setup() {
                             : c.integer("train.iterations");
   schedule = Schedule::from_config(c, total_steps, steps_per_epoch);
 
+  // Weights start from run.seed on every rank (rank 0's are broadcast anyway); after that each
+  // rank draws its own dropout and sampling noise.
+  const auto seed = static_cast<std::uint64_t>(c.integer("run.seed"));
+  torch::manual_seed(seed);
   model = nn::build_model(c);
   checkpoints = std::make_unique<CheckpointDir>(run_dir / "checkpoints",
                                                 static_cast<int>(c.integer("train.keep_last")));
@@ -244,6 +251,7 @@ void Trainer::Impl::setup() {
                  state.iteration, state.epoch, state.batch_in_epoch);
   }
   dist->broadcast_parameters(*model);
+  if (!resumed) torch::manual_seed(seed + static_cast<std::uint64_t>(dist->rank()));
   if (main()) {
     fs::create_directories(run_dir);
     metrics = std::make_unique<MetricsLog>(run_dir / "metrics.jsonl");

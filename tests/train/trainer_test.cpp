@@ -11,6 +11,7 @@
 #include "tiny_model.h"
 #include "wico/core/error.h"
 #include "wico/data/synthetic.h"
+#include "wico/train/launcher.h"
 
 namespace wico::train {
 namespace {
@@ -198,6 +199,29 @@ TEST_F(TrainerTest, BadRunLengthsAreConfigErrors) {
             std::string::npos);
   Trainer fp16(config({"train.amp=fp16"}), run("z"), false);
   EXPECT_THROW(fp16.run(), ConfigError);
+}
+
+TEST_F(TrainerTest, TwoRanksWithBatchBEqualOneRankWithBatchTwoB) {
+  // Separate processes over loopback (Gloo); batch norm frozen and no dropout, so the mean of the
+  // two ranks' mean losses is the mean loss of the whole batch.
+  const std::string data = data_dir->path().string();
+  ASSERT_EQ(train::launch_local_workers(
+                1, {WICO_TRAIN_WORKER_PATH, data, run("one").string(), "8", "4"}),
+            0);
+  ASSERT_EQ(train::launch_local_workers(
+                2, {WICO_TRAIN_WORKER_PATH, data, run("two").string(), "4", "4"}),
+            0);
+  const auto one = Checkpoint::read(run("one") / "rank0.pt").model();
+  const auto rank0 = Checkpoint::read(run("two") / "rank0.pt").model();
+  const auto rank1 = Checkpoint::read(run("two") / "rank1.pt").model();
+  expect_identical(rank0, rank1);
+  for (const auto& [name, t] : one) {
+    EXPECT_TRUE(torch::allclose(t, rank0.at(name), 1e-4, 1e-5))
+        << name << " differs by up to " << (t - rank0.at(name)).abs().max().item<double>();
+  }
+  // Rank 0 alone wrote the run's files.
+  EXPECT_TRUE(fs::exists(run("two") / "metrics.jsonl"));
+  EXPECT_EQ(CheckpointDir(run("two") / "checkpoints").list().size(), 1u);
 }
 
 }  // namespace

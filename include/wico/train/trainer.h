@@ -17,6 +17,10 @@
 #include "wico/core/config.h"
 #include "wico/train/checkpoint.h"
 
+namespace wico::nn {
+class RisModel;
+}
+
 namespace wico::train {
 
 class Distributed;
@@ -44,6 +48,9 @@ class Trainer {
   // SIGINT/SIGTERM while it runs: the current step finishes, a checkpoint is written and the
   // result says which signal stopped it.
   TrainResult run();
+
+  // The model being trained (built by run()); null before.
+  std::shared_ptr<nn::RisModel> model() const;
 
   // Called after every optimiser step with the iteration just finished (tests, tools).
   void on_step(std::function<void(std::int64_t iteration)> callback);
