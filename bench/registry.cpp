@@ -5,12 +5,15 @@ namespace wico {
 
 nlohmann::json bench_gemm(const BenchContext& ctx);
 nlohmann::json bench_data(const BenchContext& ctx);
+nlohmann::json bench_train(const BenchContext& ctx);
 nlohmann::json bench_eval(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
   registry.add("data", bench_data,
                "loader throughput (480x480 from JPEG) vs a tiny training step's sample rate");
+  registry.add("train", bench_train,
+               "tiny LAVT training throughput: 1 process vs 2 processes over c10d, all-reduce share");
   registry.add("eval", bench_eval,
                "scoring predictions at COCO sizes (RLE) vs decoding to pixels and vs NumPy");
 }

@@ -15,6 +15,7 @@
 #include "wico/data/dataset.h"
 #include "wico/data/refer.h"
 #include "wico/data/transforms.h"
+#include "wico/eval/panels.h"
 #include "wico/eval/plots.h"
 #include "wico/nn/ris_model.h"
 
@@ -45,8 +46,10 @@ cv::Mat1b binarise(const cv::Mat1f& probability, double threshold) {
 // LAVT's definition scores at the input size: the summary of per-branch overlaps computed there.
 SplitResult summarise(const std::string& split, const data::ReferDataset& data,
                       const EvalSettings& settings,
-                      const std::map<std::string, MetricAccumulator>& accumulators) {
+                      const std::map<std::string, MetricAccumulator>& accumulators,
+                      const std::vector<Prediction>& predictions) {
   SplitResult result;
+  for (const auto& p : predictions) result.samples.push_back({p.ref_id, p.sent_id});
   result.split = split;
   result.dataset = data.dataset() + " (" + data.split_by() + ")";
   result.compat = settings.compat;
@@ -133,7 +136,7 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
   progress.finish();
   if (was_training) model.train();
   out.samples = static_cast<std::int64_t>(out.predictions.size());
-  out.result = lavt ? summarise(split, data, settings, at_input)
+  out.result = lavt ? summarise(split, data, settings, at_input, out.predictions)
                     : score_predictions(data, split, out.predictions, settings);
   const double per100 = 100.0 / static_cast<double>(std::max<std::int64_t>(out.samples, 1));
   for (const auto& [name, s] : branch_seconds) out.seconds_per_100[name] = s * per100;
@@ -142,9 +145,10 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
   return out;
 }
 
-void write_model_eval(const ModelEvalResult& eval, const EvalSettings& settings,
-                      const fs::path& dir) {
+void write_model_eval(const data::ReferDataset& data, const ModelEvalResult& eval,
+                      const EvalSettings& settings, const fs::path& dir) {
   write_split_outputs(eval.result, settings, dir);
+  write_panels(data, eval.result, eval.predictions, settings.thresholds, settings.panels, dir);
   PredictionWriter writer(dir / "predictions.jsonl");
   for (const auto& p : eval.predictions) writer.write(p);
   writer.close();
@@ -160,16 +164,20 @@ void write_model_eval(const ModelEvalResult& eval, const EvalSettings& settings,
   std::ifstream report_in(dir / "report.md");
   std::string report((std::istreambuf_iterator<char>(report_in)), {});
   atomic_write(dir / "report.md", report + speed);
-  // Figure 5 where the model predicts confidences.
+  // Figure 5 where the model predicts confidences (predictions and IoUs paired by sample).
+  std::map<std::pair<std::int64_t, std::int64_t>, const Prediction*> by_sample;
+  for (const auto& p : eval.predictions) by_sample[{p.ref_id, p.sent_id}] = &p;
   for (const auto& [name, branch] : eval.result.branches) {
     std::vector<double> confidences, ious;
-    for (std::size_t i = 0; i < eval.predictions.size(); ++i) {
-      auto it = eval.predictions[i].scores.find(name);
-      if (it == eval.predictions[i].scores.end()) break;
+    for (std::size_t i = 0; i < eval.result.samples.size(); ++i) {
+      const SampleKey& key = eval.result.samples[i];
+      const Prediction& p = *by_sample.at({key.ref_id, key.sent_id});
+      auto it = p.scores.find(name);
+      if (it == p.scores.end()) break;
       confidences.push_back(it->second);
       ious.push_back(branch.ious.at(i));
     }
-    if (confidences.size() == eval.predictions.size() && !confidences.empty()) {
+    if (confidences.size() == eval.result.samples.size() && !confidences.empty()) {
       plot_confidence_density(confidences, ious, name, dir / ("confidence_" + name + ".png"));
     }
   }

@@ -373,6 +373,9 @@ TrainResult Trainer::Impl::loop() {
   std::map<std::string, double> loss_sums;
   std::int64_t logged_steps = 0, samples_since_log = 0, skipped_steps = 0;
   auto log_clock = Clock::now();
+  // Where the time of the logging window went: waiting for data, forward + backward, the
+  // gradient all-reduce, the optimiser step.
+  std::map<std::string, double> seconds;
   std::string last_checkpoint;
   std::int64_t last_checkpoint_iteration = -1;
 
@@ -381,7 +384,10 @@ TrainResult Trainer::Impl::loop() {
     std::map<std::string, double> step_losses;
     std::vector<std::string> non_finite;
     for (std::int64_t micro = 0; micro < accumulate; ++micro) {
+      auto t = Clock::now();
       std::optional<data::Batch> host = loader->next();
+      seconds["data"] += seconds_since(t);
+      t = Clock::now();
       WICO_CHECK(host.has_value(), "the loader ran out of batches in epoch ", state.epoch);
       ++state.batch_in_epoch;
       const data::Batch batch = host->to(device);
@@ -400,6 +406,7 @@ TrainResult Trainer::Impl::loop() {
         total = total.defined() ? total + loss.to(at::kFloat) : loss.to(at::kFloat);
       }
       if (non_finite.empty()) (total / static_cast<double>(accumulate)).backward();
+      seconds["compute"] += seconds_since(t);
     }
     // Gradients can overflow where the losses did not.
     bool bad = !non_finite.empty();
@@ -426,10 +433,14 @@ TrainResult Trainer::Impl::loop() {
       optim.optimizer->zero_grad();
       ++skipped_steps;
     } else {
+      auto t = Clock::now();
       dist->average_gradients(trainable);
+      seconds["allreduce"] += seconds_since(t);
+      t = Clock::now();
       if (clip > 0) torch::nn::utils::clip_grad_norm_(trainable, clip);
       set_learning_rates(*optim.optimizer, optim.groups, schedule.factor(state.iteration));
       optim.optimizer->step();
+      seconds["optimizer"] += seconds_since(t);
     }
     ++state.iteration;
     if (state.batch_in_epoch >= micro_per_epoch) {
@@ -459,11 +470,13 @@ TrainResult Trainer::Impl::loop() {
         sum += v / static_cast<double>(logged_steps);
       }
       record["loss"] = sum;
+      record["seconds"] = seconds;
       if (skipped_steps) record["skipped_steps"] = skipped_steps;
       metrics->write(record);
       spdlog::debug("step {}: loss {:.4f}", state.iteration, sum);
       loss_sums.clear();
       logged_steps = samples_since_log = 0;
+      seconds.clear();
       log_clock = Clock::now();
     }
     if (step_callback) step_callback(state.iteration);

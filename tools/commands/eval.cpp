@@ -1,7 +1,7 @@
-// `wico eval`: scores predictions of val/testA/testB and writes eval/<split>/{metrics.json,
-// report.md, iou_distribution.png, panels_{pn,ip,normal}.png}. This build scores a predictions
-// folder (--from-predictions DIR holding <split>/predictions.jsonl); evaluating a checkpoint joins
-// when the models land. --compare draws Figure 7 (MER bars) from several such evaluations.
+// `wico eval`: evaluates a checkpoint (--checkpoint K: runs the model over val/testA/testB) or
+// scores a predictions folder (--from-predictions DIR holding <split>/predictions.jsonl), and
+// writes eval/<split>/{metrics.json, report.md, predictions.jsonl, iou_distribution.png,
+// panels_{pn,ip,normal}.png}. --compare draws Figure 7 (MER bars) from several evaluations.
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -12,7 +12,12 @@
 #include "wico/core/error.h"
 #include "wico/core/runtime.h"
 #include "wico/data/refer.h"
+#include "wico/data/tokenizer.h"
+#include "wico/data/tokenizer_config.h"
 #include "wico/eval/evaluator.h"
+#include "wico/eval/model_eval.h"
+#include "wico/nn/ris_model.h"
+#include "wico/train/checkpoint.h"
 #include "wico/eval/panels.h"
 #include "wico/eval/plots.h"
 
@@ -77,6 +82,46 @@ int compare(const std::vector<std::string>& folders, const std::vector<std::stri
   return 0;
 }
 
+// --checkpoint: the model over each split, then the same outputs as --from-predictions plus the
+// predictions themselves and the speed of each branch.
+template <typename Options>
+int evaluate_checkpoint(const Options& o) {
+  const train::Checkpoint checkpoint = train::Checkpoint::read(o.checkpoint);
+  const Config config = o.config.file.empty() ? checkpoint.config(o.config.overrides)
+                                              : o.config.load();
+  const RuntimeInfo runtime = apply_runtime(config);
+  const auto data = data::ReferDataset::load(
+      config.text("data.root"), config.text("data.dataset"), config.text("data.split_by"));
+  const auto tokenizer = data::make_tokenizer_from_config(config, data);
+  auto model = nn::build_model(config);
+  checkpoint.load_model(*model);
+  model->to(runtime.device);
+  auto settings = eval::EvalSettings::from_config(config);
+  if (o.panels >= 0) settings.panels = o.panels;
+  data::LoaderOptions loader = data::LoaderOptions::from_config(config);
+  loader.device = runtime.device;
+  // runs/<name>/checkpoints/x.pt -> runs/<name>/eval
+  const std::filesystem::path out =
+      o.out.empty() ? std::filesystem::path(o.checkpoint).parent_path().parent_path() / "eval"
+                    : std::filesystem::path(o.out);
+  const std::vector<std::string> splits =
+      o.splits.empty() ? config.texts("data.eval_splits") : split_list(o.splits);
+  for (const auto& split : splits) {
+    const auto result = eval::evaluate_model(*model, data, split, *tokenizer, loader, settings);
+    eval::write_model_eval(data, result, settings, out / split);
+    std::cout << eval::report_markdown(result.result);
+    std::cout << "seconds per 100 samples:";
+    for (const auto& [part, seconds] : result.seconds_per_100) {
+      char text[64];
+      std::snprintf(text, sizeof(text), " %s %.2f", part.c_str(), seconds);
+      std::cout << text;
+    }
+    std::cout << "\n\n";
+    spdlog::info("wrote {}", (out / split).string());
+  }
+  return 0;
+}
+
 }  // namespace
 
 Action add_eval_command(CLI::App& app) {
@@ -87,6 +132,7 @@ Action add_eval_command(CLI::App& app) {
   struct Options {
     ConfigOptions config;
     std::string predictions;
+    std::string checkpoint;
     std::vector<std::string> compare;
     std::string pair;
     std::string splits;
@@ -98,10 +144,15 @@ Action add_eval_command(CLI::App& app) {
   auto* from =
       sub->add_option("--from-predictions", o->predictions,
                       "folder with <split>/predictions.jsonl (written by an earlier evaluation)");
+  auto* checkpoint = sub->add_option(
+      "--checkpoint", o->checkpoint,
+      "evaluate this checkpoint (its own config, plus --config/--set); writes to the run's "
+      "eval/ folder unless --out")->excludes(from);
   sub->add_option("--compare", o->compare,
                   "draw the MER bars (Figure 7) of several evaluations: folders holding "
                   "<split>/metrics.json, each DIR or LABEL=DIR; writes <out>/mer_<split>.png")
       ->excludes(from)
+      ->excludes(checkpoint)
       ->expected(1, -1);
   sub->add_option("--pair", o->pair,
                   "with --compare: the branch pair, e.g. bottom_up,top_down (the default where "
@@ -113,6 +164,7 @@ Action add_eval_command(CLI::App& app) {
                   "eval.panels)")
       ->check(CLI::Range(0, 100));
   return [o]() {
+    if (!o->checkpoint.empty()) return evaluate_checkpoint(*o);
     const Config config = o->config.load();
     apply_runtime(config);
     if (!o->compare.empty()) {
@@ -121,8 +173,8 @@ Action add_eval_command(CLI::App& app) {
     }
     if (o->predictions.empty()) {
       throw ConfigError(
-          "wico eval needs --from-predictions DIR (score a predictions folder) or "
-          "--compare DIR... (MER bars of several evaluations)");
+          "wico eval needs --checkpoint K (evaluate a model), --from-predictions DIR (score a "
+          "predictions folder) or --compare DIR... (MER bars of several evaluations)");
     }
     std::vector<std::string> splits =
         o->splits.empty() ? config.texts("data.eval_splits") : split_list(o->splits);

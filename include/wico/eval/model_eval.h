@@ -40,9 +40,9 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
                                data::LoaderOptions options, const EvalSettings& settings,
                                bool show_progress = true);
 
-// Writes eval/<split>/: predictions.jsonl, metrics.json (with the speed), report.md and the
-// plots.
-void write_model_eval(const ModelEvalResult& eval, const EvalSettings& settings,
-                      const std::filesystem::path& dir);
+// Writes eval/<split>/: predictions.jsonl, metrics.json (with the speed), report.md, the plots
+// (IoU distribution, confidence density where the model predicts one) and the panels.
+void write_model_eval(const data::ReferDataset& data, const ModelEvalResult& eval,
+                      const EvalSettings& settings, const std::filesystem::path& dir);
 
 }  // namespace wico::eval

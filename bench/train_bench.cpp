@@ -1,0 +1,97 @@
+// `wico bench train`: training throughput of tiny LAVT (configs/tiny/lavt.yaml) on a synthetic
+// set, in one process and in two processes over c10d/Gloo (`wico train --nproc 2`), measured in
+// one run, with the share of step time spent in the gradient all-reduce. Runs the real tool, so
+// it measures exactly what a user's `wico train` does (loader, model, optimiser, all-reduce).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <climits>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "wico/core/benchmark.h"
+#include "wico/core/error.h"
+#include "wico/data/synthetic.h"
+
+namespace wico {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string own_executable() {
+  char buffer[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  WICO_CHECK(n > 0, "cannot find this executable");
+  return std::string(buffer, static_cast<std::size_t>(n));
+}
+
+struct Measured {
+  double samples_per_s = 0;
+  std::map<std::string, double> seconds;  // data, compute, allreduce, optimizer
+};
+
+// Runs `wico train` and reads the last metrics record (the second half of the run: the first
+// logging window holds the warm-up).
+Measured run_training(const fs::path& root, const std::string& name, int nproc, int threads,
+                      int iterations) {
+  const std::string command = fmt::format(
+      "'{}' train --config '{}/configs/tiny/lavt.yaml' --set data.root='{}' --set run.root='{}' "
+      "--set run.name={} --set train.iterations={} --set train.log_every={} "
+      "--set train.val_every=-1 --set runtime.threads={} --set log.progress=off "
+      "--set log.level=warn --nproc {} > '{}/{}.log' 2>&1",
+      own_executable(), fs::path(WICO_ASSETS_DIR).parent_path().string(), (root / "data").string(), (root / "runs").string(), name,
+      iterations, iterations / 2, threads, nproc, root.string(), name);
+  const int status = std::system(command.c_str());
+  if (status != 0) {
+    throw Error("wico train (" + name + ") failed; see " + (root / (name + ".log")).string());
+  }
+  std::ifstream in(root / "runs" / name / "metrics.jsonl");
+  nlohmann::json last;
+  for (std::string line; std::getline(in, line);) last = nlohmann::json::parse(line);
+  Measured m;
+  m.samples_per_s = last.at("samples_per_s").get<double>();
+  m.seconds = last.at("seconds").get<std::map<std::string, double>>();
+  return m;
+}
+
+double share(const Measured& m, const std::string& part) {
+  double total = 0;
+  for (const auto& [name, s] : m.seconds) total += s;
+  return total > 0 && m.seconds.count(part) ? m.seconds.at(part) / total : 0.0;
+}
+
+}  // namespace
+
+nlohmann::json bench_train(const BenchContext& ctx) {
+  const int iterations = ctx.quick ? 10 : 60;
+  const fs::path root = fs::temp_directory_path() / ("wico_bench_train_" + std::to_string(::getpid()));
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{root};
+  data::generate_synthetic({root / "data", ctx.quick ? 40 : 200, 1, ctx.runtime.threads, false});
+  const int cores = ctx.runtime.threads;
+  const Measured one = run_training(root, "one", 1, cores, iterations);
+  const Measured two = run_training(root, "two", 2, std::max(1, cores / 2), iterations);
+  const double scaling = two.samples_per_s / one.samples_per_s;
+  std::cout << fmt::format(
+      "tiny LAVT (configs/tiny/lavt.yaml: nano Swin, tiny BERT, 128x128, batch 8 per process), "
+      "{} steps, {} core(s)\n"
+      "  1 process  x {} thread(s) {:8.1f} samples/s   (all-reduce {:4.1f}% of step time)\n"
+      "  2 processes x {} thread(s) {:8.1f} samples/s   (all-reduce {:4.1f}% of step time)\n"
+      "  2 processes / 1 process    {:8.2f}x\n",
+      iterations, cores, cores, one.samples_per_s, 100 * share(one, "allreduce"),
+      std::max(1, cores / 2), two.samples_per_s, 100 * share(two, "allreduce"), scaling);
+  return {{"iterations", iterations},
+          {"one_process", {{"samples_per_s", one.samples_per_s}, {"seconds", one.seconds}}},
+          {"two_processes", {{"samples_per_s", two.samples_per_s}, {"seconds", two.seconds}}},
+          {"scaling", scaling},
+          {"allreduce_share_two", share(two, "allreduce")}};
+}
+
+}  // namespace wico

@@ -1,0 +1,231 @@
+#include "wico/bottomup/lavt/lavt.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/instancenorm.h>
+#include <torch/nn/modules/linear.h>
+
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+#include "wico/core/schema.h"
+#include "wico/data/loader.h"
+
+namespace wico::bottomup {
+
+namespace tnn = torch::nn;
+
+LavtOptions LavtOptions::from_config(const Config& c) {
+  LavtOptions o;
+  o.swin = backbones::SwinOptions::preset(c.text("lavt.swin"), c.integer("lavt.window"));
+  o.swin.drop_path_rate = c.real("lavt.drop_path");
+  o.bert = backbones::BertOptions::preset(c.text("lavt.bert"));
+  o.bert.with_pooler = false;
+  // Word ids come from bert-base-uncased's WordPiece vocabulary whatever the encoder's size.
+  o.bert.vocab_size = 30522;
+  o.bert_train_layers = c.integer("lavt.bert_train_layers");
+  o.fusion_heads = c.integers("lavt.fusion_heads");
+  o.fusion_dropout = c.real("lavt.fusion_dropout");
+  o.loss = c.text("lavt.loss");
+  o.class_weights = c.reals("lavt.class_weights");
+  if (static_cast<std::int64_t>(o.fusion_heads.size()) != o.swin.num_stages()) {
+    throw ConfigError("lavt.fusion_heads has " + std::to_string(o.fusion_heads.size()) +
+                      " entries; the Swin has " + std::to_string(o.swin.num_stages()) + " stages");
+  }
+  if (o.class_weights.size() != 2) {
+    throw ConfigError("lavt.class_weights needs 2 values (background, foreground)");
+  }
+  if (c.text("text.tokenizer") != "wordpiece") {
+    throw ConfigError("LAVT reads BERT WordPiece ids: set text.tokenizer: wordpiece (it is " +
+                      c.text("text.tokenizer") + ")");
+  }
+  if (o.bert_train_layers > o.bert.num_layers) {
+    throw ConfigError("lavt.bert_train_layers " + std::to_string(o.bert_train_layers) +
+                      " exceeds the " + std::to_string(o.bert.num_layers) + " BERT layers");
+  }
+  return o;
+}
+
+PixelWordAttentionImpl::PixelWordAttentionImpl(std::int64_t visual_dim, std::int64_t language_dim,
+                                               std::int64_t key_dim, std::int64_t value_dim,
+                                               std::int64_t heads)
+    : key_dim_(key_dim), value_dim_(value_dim), heads_(heads) {
+  WICO_CHECK(key_dim % heads == 0 && value_dim % heads == 0, "PWAM: ", heads,
+             " heads do not divide ", key_dim);
+  f_key_ = register_module("f_key", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(language_dim, key_dim, 1))));
+  f_query_ = register_module(
+      "f_query", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(visual_dim, key_dim, 1)),
+                                tnn::InstanceNorm1d(tnn::InstanceNorm1dOptions(key_dim))));
+  f_value_ = register_module("f_value", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(language_dim, value_dim, 1))));
+  W_ = register_module("W", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(value_dim, value_dim, 1)),
+                                           tnn::InstanceNorm1d(tnn::InstanceNorm1dOptions(value_dim))));
+}
+
+torch::Tensor PixelWordAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& words,
+                                              const torch::Tensor& word_mask) {
+  const std::int64_t B = x.size(0), HW = x.size(1), L = words.size(2);
+  const torch::Tensor mask = word_mask.permute({0, 2, 1});             // [B, 1, L]
+  torch::Tensor query = f_query_->forward(x.permute({0, 2, 1}));       // [B, K, HW]
+  query = query.permute({0, 2, 1})
+              .reshape({B, HW, heads_, key_dim_ / heads_})
+              .permute({0, 2, 1, 3});                                  // [B, h, HW, K/h]
+  const torch::Tensor key =
+      (f_key_->forward(words) * mask).reshape({B, heads_, key_dim_ / heads_, L});
+  const torch::Tensor value =
+      (f_value_->forward(words) * mask).reshape({B, heads_, value_dim_ / heads_, L});
+  torch::Tensor sim = at::matmul(query, key) * std::pow(static_cast<double>(key_dim_), -0.5);
+  sim = sim + (mask.unsqueeze(1) * 1e4 - 1e4);
+  sim = sim.softmax(-1);                                               // [B, h, HW, L]
+  torch::Tensor out = at::matmul(sim, value.permute({0, 1, 3, 2}));    // [B, h, HW, V/h]
+  out = out.permute({0, 2, 1, 3}).reshape({B, HW, value_dim_}).permute({0, 2, 1});
+  return W_->forward(out).permute({0, 2, 1});                          // [B, HW, V]
+}
+
+PwamImpl::PwamImpl(std::int64_t dim, std::int64_t language_dim, std::int64_t heads,
+                   double dropout) {
+  vis_project_ = register_module(
+      "vis_project", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(dim, dim, 1)), tnn::GELU(),
+                                    tnn::Dropout(dropout)));
+  image_lang_att_ = register_module("image_lang_att",
+                                    PixelWordAttention(dim, language_dim, dim, dim, heads));
+  project_mm_ = register_module(
+      "project_mm", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(dim, dim, 1)), tnn::GELU(),
+                                   tnn::Dropout(dropout)));
+}
+
+torch::Tensor PwamImpl::forward(const torch::Tensor& x, const torch::Tensor& words,
+                                const torch::Tensor& word_mask) {
+  const torch::Tensor vis = vis_project_->forward(x.permute({0, 2, 1}));               // [B, C, HW]
+  const torch::Tensor lang = image_lang_att_->forward(x, words, word_mask).permute({0, 2, 1});
+  return project_mm_->forward(vis * lang).permute({0, 2, 1});                         // [B, HW, C]
+}
+
+LavtDecoderImpl::LavtDecoderImpl(std::int64_t c4_dims, std::int64_t factor)
+    : hidden_(c4_dims / factor) {
+  // Inputs of the three fusions: c4 + c3, hidden + c2, hidden + c1 (stage widths halve).
+  const std::int64_t in[3] = {c4_dims + c4_dims / factor, hidden_ + c4_dims / (factor * factor),
+                              hidden_ + c4_dims / (factor * factor * factor)};
+  const char* level[3] = {"4", "3", "2"};
+  for (int i = 0; i < 3; ++i) {
+    auto conv = [&](std::int64_t channels) {
+      return tnn::Conv2d(tnn::Conv2dOptions(channels, hidden_, 3).padding(1).bias(false));
+    };
+    conv_a_.push_back(register_module(std::string("conv1_") + level[i], conv(in[i])));
+    bn_a_.push_back(register_module(std::string("bn1_") + level[i], tnn::BatchNorm2d(hidden_)));
+    conv_b_.push_back(register_module(std::string("conv2_") + level[i], conv(hidden_)));
+    bn_b_.push_back(register_module(std::string("bn2_") + level[i], tnn::BatchNorm2d(hidden_)));
+  }
+  conv1_1_ = register_module("conv1_1", tnn::Conv2d(tnn::Conv2dOptions(hidden_, 2, 1)));
+}
+
+torch::Tensor LavtDecoderImpl::fuse(int level, torch::Tensor x, const torch::Tensor& skip) {
+  if (x.size(-2) < skip.size(-2) || x.size(-1) < skip.size(-1)) {
+    x = at::upsample_bilinear2d(x, {skip.size(-2), skip.size(-1)}, /*align_corners=*/true);
+  }
+  const auto i = static_cast<std::size_t>(level);
+  x = at::relu(bn_a_[i]->forward(conv_a_[i]->forward(at::cat({x, skip}, 1))));
+  return at::relu(bn_b_[i]->forward(conv_b_[i]->forward(x)));
+}
+
+torch::Tensor LavtDecoderImpl::forward(torch::Tensor c4, const torch::Tensor& c3,
+                                       const torch::Tensor& c2, const torch::Tensor& c1) {
+  return fuse(2, fuse(1, fuse(0, std::move(c4), c3), c2), c1);
+}
+
+LavtBackend::LavtBackend(LavtOptions options) : options_(std::move(options)) {
+  options_.swin.validate();
+  options_.bert.validate();
+  swin_ = register_module("backbone", backbones::SwinTransformer(options_.swin));
+  bert_ = register_module("text_encoder", backbones::BertModel(options_.bert));
+  const std::int64_t language_dim = options_.bert.hidden_size;
+  for (std::int64_t i = 0; i < options_.swin.num_stages(); ++i) {
+    const std::int64_t dim = options_.swin.stage_dim(i);
+    // Registered inside the Swin stage, as the original's MMBasicLayer holds them.
+    auto stage = swin_->stage(i);
+    fusion_.push_back(stage->register_module(
+        "fusion", Pwam(dim, language_dim, options_.fusion_heads[static_cast<std::size_t>(i)],
+                       options_.fusion_dropout)));
+    res_gate_.push_back(stage->register_module(
+        "res_gate",
+        tnn::Sequential(tnn::Linear(tnn::LinearOptions(dim, dim).bias(false)), tnn::ReLU(),
+                       tnn::Linear(tnn::LinearOptions(dim, dim).bias(false)), tnn::Tanh())));
+  }
+  decoder_ = register_module(
+      "classifier", LavtDecoder(options_.swin.stage_dim(options_.swin.num_stages() - 1)));
+  if (options_.bert_train_layers >= 0) bert_->freeze_except_layers(options_.bert_train_layers);
+}
+
+std::vector<torch::Tensor> LavtBackend::encode(const torch::Tensor& images,
+                                               const torch::Tensor& token_ids,
+                                               const torch::Tensor& attention_mask) {
+  const torch::Tensor words = bert_->forward(token_ids, attention_mask).permute({0, 2, 1});
+  const torch::Tensor word_mask = attention_mask.unsqueeze(-1).to(words.scalar_type());
+  backbones::TokenMap x = swin_->embed(images);
+  std::vector<torch::Tensor> features;
+  for (std::int64_t i = 0; i < options_.swin.num_stages(); ++i) {
+    const auto s = static_cast<std::size_t>(i);
+    x = swin_->run_blocks(i, x);
+    const torch::Tensor residual = fusion_[s]->forward(x.tokens, words, word_mask);
+    x.tokens = x.tokens + res_gate_[s]->forward(residual) * residual;
+    features.push_back(swin_->output(i, {residual, x.height, x.width}));
+    x = swin_->downsample(i, x);
+  }
+  return features;
+}
+
+BottomUpOutput LavtBackend::forward(const data::Batch& batch) {
+  const auto f = encode(batch.images, batch.token_ids, batch.attention_mask);
+  BottomUpOutput out;
+  out.pixel_embeddings = decoder_->forward(f[3], f[2], f[1], f[0]);
+  out.logits = decode(out.pixel_embeddings);
+  return out;
+}
+
+at::Tensor LavtBackend::decode(const at::Tensor& pixel_embeddings) {
+  const at::Tensor two = decoder_->classifier()->forward(pixel_embeddings);
+  return two.narrow(1, 1, 1) - two.narrow(1, 0, 1);
+}
+
+at::Tensor LavtBackend::loss(const at::Tensor& logits, const at::Tensor& targets) {
+  if (options_.loss == "bce") return at::binary_cross_entropy_with_logits(logits, targets);
+  at::Tensor dice;
+  if (options_.loss == "ce_dice") {
+    // Soft Dice per sample (smoothing 1), averaged: counters the small-object imbalance of
+    // models trained from scratch, where CE alone settles on "background everywhere".
+    const at::Tensor p = logits.sigmoid().flatten(1);
+    const at::Tensor t = targets.flatten(1);
+    dice = (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean();
+  }
+  // The original's cross-entropy over two classes with class weights: a weighted mean,
+  // sum(w_y * -log p_y) / sum(w_y), written on the single logit d = l1 - l0.
+  const double w0 = options_.class_weights[0], w1 = options_.class_weights[1];
+  const at::Tensor weights = targets * (w1 - w0) + w0;
+  const at::Tensor nll = at::binary_cross_entropy_with_logits(logits, targets, {}, {},
+                                                              at::Reduction::None);
+  const at::Tensor ce = (weights * nll).sum() / weights.sum();
+  return dice.defined() ? ce + dice : ce;
+}
+
+}  // namespace wico::bottomup
+
+namespace wico {
+
+void add_lavt_keys(Schema& schema) {
+  schema.text("lavt.swin", "base", "Swin size: nano (CPU tests), tiny, small, base (the paper), large")
+      .integer("lavt.window", 12, "Swin window size (LAVT: 12)", 1)
+      .real("lavt.drop_path", 0.3, "stochastic depth of the last Swin block", 0.0, 1.0)
+      .text("lavt.bert", "base", "BERT size: base (the paper) or tiny", {"base", "tiny"})
+      .integer("lavt.bert_train_layers", 10,
+               "BERT layers [0, N) are trained, the rest and the embeddings frozen (LAVT: 10); "
+               "-1 trains all of BERT", -1)
+      .integers("lavt.fusion_heads", {1, 1, 1, 1}, "PWAM attention heads per stage", 1)
+      .real("lavt.fusion_dropout", 0.0, "PWAM dropout", 0.0, 1.0)
+      .text("lavt.loss", "ce",
+            "ce: the original's weighted 2-class cross-entropy; bce; ce_dice: ce plus soft Dice "
+            "(for training from scratch)",
+            {"ce", "bce", "ce_dice"})
+      .reals("lavt.class_weights", {0.9, 1.1}, "ce class weights (background, foreground)", 0.0);
+}
+
+}  // namespace wico
