@@ -356,8 +356,12 @@ TrainResult Trainer::Impl::loop() {
 
   apply_batch_norm_mode();
   std::vector<at::Tensor> trainable;
-  for (const auto& p : model->parameters()) {
-    if (p.requires_grad()) trainable.push_back(p);
+  std::vector<std::pair<std::string, at::Tensor>> trainable_named;
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().requires_grad()) {
+      trainable.push_back(p.value());
+      trainable_named.emplace_back(p.key(), p.value());
+    }
   }
   TrainResult result;
   Progress::Options progress_options;
@@ -411,9 +415,9 @@ TrainResult Trainer::Impl::loop() {
     // Gradients can overflow where the losses did not.
     bool bad = !non_finite.empty();
     if (!bad) {
-      for (const auto& p : trainable) {
+      for (const auto& [name, p] : trainable_named) {
         if (p.grad().defined() && !p.grad().isfinite().all().item<bool>()) {
-          non_finite.push_back("gradient");
+          non_finite.push_back("gradient of " + name);
           bad = true;
           break;
         }
@@ -425,7 +429,7 @@ TrainResult Trainer::Impl::loop() {
       for (const auto& n : non_finite) parts += (parts.empty() ? "" : ", ") + n;
       if (parts.empty()) parts = "on another process";
       if (!skip_nonfinite) {
-        throw Error(fmt::format("non-finite loss at step {} (epoch {}): {}; no checkpoint is "
+        throw Error(fmt::format("non-finite values at step {} (epoch {}): {}; no checkpoint is "
                                 "written from this state (train.skip_nonfinite: true skips such "
                                 "steps)", state.iteration + 1, state.epoch, parts));
       }
