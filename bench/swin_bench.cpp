@@ -33,8 +33,8 @@ double swin_flops(const SwinOptions& o, std::int64_t height, std::int64_t width)
     const double c = static_cast<double>(o.stage_dim(i));
     const double l = static_cast<double>(h * w);
     const double lp = static_cast<double>(up(h, o.window_size) * up(w, o.window_size));
-    const double block = 2 * lp * c * 3 * c + 2 * lp * c * c + 4 * lp * n * c +
-                         2 * l * c * o.mlp_ratio * c * 2;
+    const double block =
+        2 * lp * c * 3 * c + 2 * lp * c * c + 4 * lp * n * c + 2 * l * c * o.mlp_ratio * c * 2;
     flops += static_cast<double>(o.depths[i]) * block;
     if (i + 1 < o.num_stages()) {
       h = (h + 1) / 2;
@@ -120,9 +120,10 @@ nlohmann::json bench_swin(const BenchContext& ctx) {
 
   const double gflop = swin_flops(options, size, size) / 1e9;
   const double theirs = reference.is_null() ? 0.0 : reference.value("seconds", 0.0);
-  std::cout << fmt::format("{} forward, {}x{}, batch 1, {} threads, {:.1f} GFLOP (matrix "
-                           "products); GEMM rate {:.1f} GFLOP/s\n",
-                           name, size, size, threads, gflop, gemm_gflops);
+  std::cout << fmt::format(
+      "{} forward, {}x{}, batch 1, {} threads, {:.1f} GFLOP (matrix "
+      "products); GEMM rate {:.1f} GFLOP/s\n",
+      name, size, size, threads, gflop, gemm_gflops);
   std::cout << fmt::format("{:>20} {:>10} {:>10} {:>10}\n", "", "seconds", "GFLOP/s", "of GEMM");
   std::cout << fmt::format("{:>20} {:>10.3f} {:>10.1f} {:>9.0f}%\n", "wico", ours, gflop / ours,
                            100.0 * gflop / ours / gemm_gflops);

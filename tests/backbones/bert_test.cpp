@@ -2,9 +2,8 @@
 // module's own weights, padding invariance, HuggingFace names, parameter counts, LAVT's freezing.
 #include "wico/backbones/bert.h"
 
-#include <gtest/gtest.h>
-
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 #include <torch/utils.h>
 
 #include <algorithm>
@@ -53,7 +52,8 @@ torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& gamma,
 }
 
 torch::Tensor linear(const torch::Tensor& x, const Params& p, const std::string& name) {
-  return at::matmul(x, p[name + ".weight"].to(torch::kDouble).t()) + p[name + ".bias"].to(torch::kDouble);
+  return at::matmul(x, p[name + ".weight"].to(torch::kDouble).t()) +
+         p[name + ".bias"].to(torch::kDouble);
 }
 
 torch::Tensor softmax(const torch::Tensor& x) {
@@ -116,8 +116,9 @@ TEST(Bert, MatchesTheFormulasWrittenOut) {
   auto one_layer = options;
   one_layer.num_layers = 1;
   const auto expected_one = hand_bert(bert->named_parameters(), one_layer, ids, mask);
-  EXPECT_LE(max_abs_diff(bert->layer(0)(embedded, BertModelImpl::additive_mask(mask)), expected_one),
-            1e-5);
+  EXPECT_LE(
+      max_abs_diff(bert->layer(0)(embedded, BertModelImpl::additive_mask(mask)), expected_one),
+      1e-5);
   // The mask does matter for the padded rows' real tokens.
   EXPECT_GT(max_abs_diff(bert(ids, torch::ones_like(mask)), ours), 1e-3);
 }
@@ -131,7 +132,8 @@ TEST(Bert, TokenTypesAndPooler) {
   const auto ids = torch::randint(1, 128, {2, 5}, torch::kLong);
   const auto zeros = torch::zeros({2, 5}, torch::kLong);
   EXPECT_TRUE(bert(ids, torch::Tensor(), zeros).allclose(bert(ids), 0, 1e-6));
-  EXPECT_GT(max_abs_diff(bert(ids, torch::Tensor(), torch::ones({2, 5}, torch::kLong)), bert(ids)), 1e-3);
+  EXPECT_GT(max_abs_diff(bert(ids, torch::Tensor(), torch::ones({2, 5}, torch::kLong)), bert(ids)),
+            1e-3);
   const auto hidden = bert(ids);
   const auto params = bert->named_parameters();
   const auto expected = (at::matmul(hidden.select(1, 0), params["pooler.dense.weight"].t()) +
@@ -219,7 +221,8 @@ TEST(Bert, LavtTrainsLayersZeroToNine) {
   const auto frozen = bert->frozen_parameter_names(10);
   std::set<std::string> prefixes;
   for (const auto& name : frozen) {
-    prefixes.insert(name.rfind("encoder.layer.", 0) == 0 ? name.substr(0, 16) : name.substr(0, name.find('.')));
+    prefixes.insert(name.rfind("encoder.layer.", 0) == 0 ? name.substr(0, 16)
+                                                         : name.substr(0, name.find('.')));
   }
   EXPECT_EQ(prefixes, (std::set<std::string>{"embeddings", "encoder.layer.10", "encoder.layer.11",
                                              "pooler"}));
@@ -257,7 +260,8 @@ TEST(Bert, DropoutOnlyInTraining) {
 TEST(Bert, InitAndOptions) {
   BertModel bert(BertOptions::tiny());
   const auto params = bert->named_parameters();
-  EXPECT_NEAR(params["encoder.layer.0.intermediate.dense.weight"].std().item<double>(), 0.02, 0.004);
+  EXPECT_NEAR(params["encoder.layer.0.intermediate.dense.weight"].std().item<double>(), 0.02,
+              0.004);
   EXPECT_TRUE(params["embeddings.word_embeddings.weight"][0].eq(0).all().item<bool>());
   EXPECT_TRUE(params["embeddings.LayerNorm.weight"].eq(1).all().item<bool>());
   auto bad = BertOptions::tiny();

@@ -4,9 +4,8 @@
 // locality guarantees of padding and the shift mask, parameter counts and the stage API.
 #include "wico/backbones/swin.h"
 
-#include <gtest/gtest.h>
-
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 #include <torch/utils.h>
 
 #include <cmath>
@@ -102,11 +101,13 @@ TEST(SwinParity, ShiftedBlockNeedsTheMask) {
 
 TEST(SwinParity, PatchMerging) {
   PatchMerging merge(8);
-  EXPECT_TRUE(fixture().load_into(*merge, "merge.", {"even.input", "even.output", "odd.input",
-                                                     "odd.output"}).empty());
+  EXPECT_TRUE(
+      fixture()
+          .load_into(*merge, "merge.", {"even.input", "even.output", "odd.input", "odd.output"})
+          .empty());
   torch::NoGradGuard no_grad;
   for (const std::string label : {"even", "odd"}) {
-    const auto x = fixture().get("merge." + label + ".input");  // [2, H, W, 8]
+    const auto x = fixture().get("merge." + label + ".input");          // [2, H, W, 8]
     const auto expected = fixture().get("merge." + label + ".output");  // [2, H', W', 16]
     const auto y = merge(x.reshape({2, -1, 8}), x.size(1), x.size(2));
     EXPECT_LE(max_abs_diff(y, expected.reshape({2, -1, 16})), kTolerance) << label;
@@ -128,8 +129,8 @@ TEST(SwinParity, WholeModelStageByStage) {
   // and all larger than it (where torchvision and the original agree).
   SwinTransformer swin(fixture_model_options());
   swin->eval();
-  const auto unset = fixture().load_into(*swin, "model.",
-                                         {"input", "stage0", "stage1", "stage2", "stage3", "output3"});
+  const auto unset = fixture().load_into(
+      *swin, "model.", {"input", "stage0", "stage1", "stage2", "stage3", "output3"});
   // torchvision has one final norm (-> norm3); norm0..2 are the original's extra output norms.
   EXPECT_EQ(unset, (std::set<std::string>{"norm0.weight", "norm0.bias", "norm1.weight",
                                           "norm1.bias", "norm2.weight", "norm2.bias"}));
@@ -191,9 +192,9 @@ TEST(SwinOriginal, WindowAsLargeAsTheMapStillShifts) {
 
   // Expected, written out token by token.
   const auto& a = block->attn;
-  const auto n = block->norm1(x)[0];                                         // [16, dim]
-  const auto qkv = at::matmul(n, a->qkv->weight.t()) + a->qkv->bias;       // [16, 3 dim]
-  const auto table = a->relative_position_bias_table;                      // [49, heads]
+  const auto n = block->norm1(x)[0];                                  // [16, dim]
+  const auto qkv = at::matmul(n, a->qkv->weight.t()) + a->qkv->bias;  // [16, 3 dim]
+  const auto table = a->relative_position_bias_table;                 // [49, heads]
   auto attended = torch::zeros({16, dim});
   for (std::int64_t i = 0; i < 16; ++i) {
     const auto yi = i / 4, xi = i % 4;
@@ -242,12 +243,14 @@ TEST(SwinOriginal, PatchEmbeddingPadsRightAndBottom) {
   auto padded = torch::zeros({2, 3, 32, 28});
   padded.slice(2, 0, 30).slice(3, 0, 26).copy_(image);
   // Conv by hand: each patch flattened against the kernel, then LayerNorm over channels.
-  const auto patches = padded.view({2, 3, 8, 4, 7, 4}).permute({0, 2, 4, 1, 3, 5}).reshape({2, 8, 7, 48});
+  const auto patches =
+      padded.view({2, 3, 8, 4, 7, 4}).permute({0, 2, 4, 1, 3, 5}).reshape({2, 8, 7, 48});
   auto conv = at::matmul(patches, embed->proj->weight.view({8, 48}).t()) + embed->proj->bias;
   const auto mean = conv.mean(-1, true);
   const auto var = (conv - mean).pow(2).mean(-1, true);
-  const auto expected = ((conv - mean) / (var + 1e-5).sqrt() * embed->norm->weight + embed->norm->bias)
-                            .permute({0, 3, 1, 2});
+  const auto expected =
+      ((conv - mean) / (var + 1e-5).sqrt() * embed->norm->weight + embed->norm->bias)
+          .permute({0, 3, 1, 2});
   EXPECT_LE(max_abs_diff(y, expected), kTolerance);
 }
 
@@ -333,18 +336,20 @@ TEST(SwinHelpers, ShiftMaskOfOneWindow) {
 }
 
 TEST(SwinHelpers, RelativePositionIndex) {
-  const auto index = relative_position_index(3);  // 9 x 9 into a 5 x 5 table
-  EXPECT_EQ(index[0][0].item<std::int64_t>(), 12);  // offset (0, 0) -> centre
-  EXPECT_EQ(index[0][8].item<std::int64_t>(), 0);   // (0,0) - (2,2) = (-2, -2)
-  EXPECT_EQ(index[8][0].item<std::int64_t>(), 24);  // (+2, +2)
+  const auto index = relative_position_index(3);                        // 9 x 9 into a 5 x 5 table
+  EXPECT_EQ(index[0][0].item<std::int64_t>(), 12);                      // offset (0, 0) -> centre
+  EXPECT_EQ(index[0][8].item<std::int64_t>(), 0);                       // (0,0) - (2,2) = (-2, -2)
+  EXPECT_EQ(index[8][0].item<std::int64_t>(), 24);                      // (+2, +2)
   EXPECT_EQ(index[1][3].item<std::int64_t>(), (-1 + 2) * 5 + (1 + 2));  // (0,1) - (1,0)
 }
 
 TEST(SwinHelpers, WindowIndexIsPadRollPartition) {
   // The gather / scatter of window_index against the original's steps written out.
-  struct Case { std::int64_t b, h, w, window, shift; };
-  for (const auto& k : {Case{2, 5, 7, 3, 1}, Case{1, 6, 6, 3, 0}, Case{1, 4, 4, 4, 2},
-                        Case{2, 9, 4, 4, 2}}) {
+  struct Case {
+    std::int64_t b, h, w, window, shift;
+  };
+  for (const auto& k :
+       {Case{2, 5, 7, 3, 1}, Case{1, 6, 6, 3, 0}, Case{1, 4, 4, 4, 2}, Case{2, 9, 4, 4, 2}}) {
     const auto c = 5;
     const auto x = torch::randn({k.b, k.h, k.w, c});
     const auto hp = (k.h + k.window - 1) / k.window * k.window;
@@ -424,8 +429,8 @@ TEST(SwinHelpers, WindowPartitionRoundTrip) {
 // 12 C^2 + 13 C + (2w-1)^2 heads (norm1 2C, qkv 3C^2+3C, proj C^2+C, table, norm2 2C, fc1 4C^2+4C,
 // fc2 4C^2+C); per PatchMerging 8 C^2 + 8 C; per output norm 2 C.
 std::int64_t formula_count(const SwinOptions& o) {
-  std::int64_t n = o.in_channels * o.patch_size * o.patch_size * o.embed_dim + o.embed_dim +
-                   2 * o.embed_dim;
+  std::int64_t n =
+      o.in_channels * o.patch_size * o.patch_size * o.embed_dim + o.embed_dim + 2 * o.embed_dim;
   const auto table = (2 * o.window_size - 1) * (2 * o.window_size - 1);
   for (std::int64_t i = 0; i < o.num_stages(); ++i) {
     const auto c = o.stage_dim(i);
@@ -443,12 +448,14 @@ TEST(SwinModel, SwinBaseWindow12ParameterCount) {
   // norm (2 x 1024) where the original has four (2 x (128 + 256 + 512 + 1024) = 3840).
   const auto options = SwinOptions::base(12);
   EXPECT_EQ(formula_count(options), 86'880'376);
-  const auto torchvision = fixture().meta().at("swin_b_window12_torchvision_without_head").get<std::int64_t>();
+  const auto torchvision =
+      fixture().meta().at("swin_b_window12_torchvision_without_head").get<std::int64_t>();
   EXPECT_EQ(torchvision, 86'878'584);
   SwinTransformer swin(options);
   EXPECT_EQ(count_parameters(*swin), 86'880'376);
   EXPECT_EQ(count_parameters(*swin), torchvision - 2 * 1024 + 3840);
-  EXPECT_EQ(count_parameters(*SwinTransformer(SwinOptions::tiny())), formula_count(SwinOptions::tiny()));
+  EXPECT_EQ(count_parameters(*SwinTransformer(SwinOptions::tiny())),
+            formula_count(SwinOptions::tiny()));
 }
 
 TEST(SwinModel, OriginalParameterNames) {

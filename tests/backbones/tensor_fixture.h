@@ -3,10 +3,9 @@
 //   {"meta": {...}, "tensors": {name: {"shape": [...], "offset": <in floats>}}}.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/nn/module.h>
-
-#include <ATen/ATen.h>
 
 #include <cstring>
 #include <filesystem>

@@ -70,10 +70,10 @@ struct SwinOptions {
   std::int64_t window_size = 7;
   double mlp_ratio = 4.0;
   bool qkv_bias = true;
-  double drop_rate = 0.0;        // dropout after the attention projection and in the MLP
-  double attn_drop_rate = 0.0;   // dropout of the attention weights
-  double drop_path_rate = 0.2;   // stochastic depth of the last block (linear from 0)
-  bool patch_norm = true;        // LayerNorm after the patch embedding
+  double drop_rate = 0.0;       // dropout after the attention projection and in the MLP
+  double attn_drop_rate = 0.0;  // dropout of the attention weights
+  double drop_path_rate = 0.2;  // stochastic depth of the last block (linear from 0)
+  bool patch_norm = true;       // LayerNorm after the patch embedding
   std::vector<std::int64_t> out_indices{0, 1, 2, 3};
 
   // The original sizes; LAVT uses window 12 with its ImageNet-22k 384 checkpoints and
