@@ -7,6 +7,7 @@ nlohmann::json bench_gemm(const BenchContext& ctx);
 nlohmann::json bench_data(const BenchContext& ctx);
 nlohmann::json bench_train(const BenchContext& ctx);
 nlohmann::json bench_eval(const BenchContext& ctx);
+nlohmann::json bench_swin(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
@@ -16,6 +17,8 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
                "tiny LAVT training throughput: 1 process vs 2 processes over c10d, all-reduce share");
   registry.add("eval", bench_eval,
                "scoring predictions at COCO sizes (RLE) vs decoding to pixels and vs NumPy");
+  registry.add("swin", bench_swin,
+               "Swin-B/12 forward at 480x480 vs python3-torchvision's, and vs the GEMM rate");
 }
 
 }  // namespace wico

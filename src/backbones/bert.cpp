@@ -57,12 +57,12 @@ torch::nn::LayerNorm layer_norm(std::int64_t size, double eps) {
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertOptions& o) {
   word_embeddings = register_module(
       "word_embeddings",
-      torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, o.hidden_size)
-                               .padding_idx(o.pad_token_id)));
+      torch::nn::Embedding(
+          torch::nn::EmbeddingOptions(o.vocab_size, o.hidden_size).padding_idx(o.pad_token_id)));
   position_embeddings =
       register_module("position_embeddings", torch::nn::Embedding(o.max_positions, o.hidden_size));
-  token_type_embeddings = register_module(
-      "token_type_embeddings", torch::nn::Embedding(o.type_vocab_size, o.hidden_size));
+  token_type_embeddings = register_module("token_type_embeddings",
+                                          torch::nn::Embedding(o.type_vocab_size, o.hidden_size));
   LayerNorm = register_module("LayerNorm", layer_norm(o.hidden_size, o.layer_norm_eps));
   dropout = register_module("dropout", torch::nn::Dropout(o.hidden_dropout));
 }
@@ -85,15 +85,18 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& ids,
 // ---- one layer ----------------------------------------------------------------------------------
 
 BertLayerImpl::BertLayerImpl(const BertOptions& o)
-    : num_heads(o.num_heads), head_dim(o.hidden_size / o.num_heads),
-      attention_dropout(o.attention_dropout), hidden_dropout(o.hidden_dropout) {
+    : num_heads(o.num_heads),
+      head_dim(o.hidden_size / o.num_heads),
+      attention_dropout(o.attention_dropout),
+      hidden_dropout(o.hidden_dropout) {
   const auto h = o.hidden_size;
   auto attention = register_module("attention", std::make_shared<torch::nn::Module>());
   auto self = attention->register_module("self", std::make_shared<torch::nn::Module>());
   query = self->register_module("query", torch::nn::Linear(h, h));
   key = self->register_module("key", torch::nn::Linear(h, h));
   value = self->register_module("value", torch::nn::Linear(h, h));
-  auto attention_output = attention->register_module("output", std::make_shared<torch::nn::Module>());
+  auto attention_output =
+      attention->register_module("output", std::make_shared<torch::nn::Module>());
   attention_dense = attention_output->register_module("dense", torch::nn::Linear(h, h));
   attention_norm = attention_output->register_module("LayerNorm", layer_norm(h, o.layer_norm_eps));
   auto intermediate = register_module("intermediate", std::make_shared<torch::nn::Module>());
@@ -216,8 +219,8 @@ void BertModelImpl::freeze_except_layers(std::int64_t train_layers) {
 std::vector<torch::Tensor> BertModelImpl::layer_parameters(std::int64_t begin,
                                                            std::int64_t end) const {
   std::vector<torch::Tensor> out;
-  for (std::int64_t i = std::max<std::int64_t>(begin, 0);
-       i < std::min(end, options_.num_layers); ++i) {
+  for (std::int64_t i = std::max<std::int64_t>(begin, 0); i < std::min(end, options_.num_layers);
+       ++i) {
     for (const auto& p : layers->ptr(i)->parameters()) out.push_back(p);
   }
   return out;

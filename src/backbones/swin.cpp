@@ -63,8 +63,7 @@ void SwinOptions::validate() const {
   for (std::int64_t i = 0; i < num_stages(); ++i) {
     if (depths[i] < 1 || num_heads[i] < 1 || stage_dim(i) % num_heads[i] != 0) {
       fail("stage " + std::to_string(i) + ": width " + std::to_string(stage_dim(i)) +
-           " must be divisible by its " + std::to_string(num_heads[i]) +
-           " heads, depth positive");
+           " must be divisible by its " + std::to_string(num_heads[i]) + " heads, depth positive");
     }
   }
   for (auto i : out_indices) {
@@ -162,9 +161,8 @@ WindowIndex window_index(std::int64_t batch, std::int64_t height, std::int64_t w
   for (std::int64_t b = 0; b < batch; ++b) {
     for (std::int64_t ry = 0; ry < hp; ++ry) {  // coordinates in the rolled, padded map
       for (std::int64_t rx = 0; rx < wp; ++rx) {
-        const auto slot =
-            (b * windows + (ry / window) * per_row + rx / window) * n + (ry % window) * window +
-            rx % window;
+        const auto slot = (b * windows + (ry / window) * per_row + rx / window) * n +
+                          (ry % window) * window + rx % window;
         const auto y = (ry + shift) % hp, x = (rx + shift) % wp;  // roll by -shift
         if (y < height && x < width) {
           g[slot] = b * tokens + y * width + x;
@@ -205,29 +203,40 @@ void trunc_normal_(torch::Tensor& tensor, double std, double mean, double a, dou
 // ---- window attention ---------------------------------------------------------------------------
 
 WindowAttentionImpl::WindowAttentionImpl(std::int64_t dim_, std::int64_t window_,
-                                         std::int64_t num_heads_, bool qkv_bias,
-                                         double attn_drop_, double proj_drop_)
-    : dim(dim_), window(window_), num_heads(num_heads_),
-      scale(std::pow(static_cast<double>(dim_ / num_heads_), -0.5)), attn_drop(attn_drop_),
+                                         std::int64_t num_heads_, bool qkv_bias, double attn_drop_,
+                                         double proj_drop_)
+    : dim(dim_),
+      window(window_),
+      num_heads(num_heads_),
+      scale(std::pow(static_cast<double>(dim_ / num_heads_), -0.5)),
+      attn_drop(attn_drop_),
       proj_drop(proj_drop_) {
   WICO_CHECK(dim % num_heads == 0, "width ", dim, " is not divisible by ", num_heads, " heads");
-  relative_position_bias_table = register_parameter(
-      "relative_position_bias_table", torch::zeros({(2 * window - 1) * (2 * window - 1), num_heads}));
+  relative_position_bias_table =
+      register_parameter("relative_position_bias_table",
+                         torch::zeros({(2 * window - 1) * (2 * window - 1), num_heads}));
   trunc_normal_(relative_position_bias_table, 0.02);
-  relative_position_index = register_buffer("relative_position_index",
-                                            backbones::relative_position_index(window));
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
+  relative_position_index =
+      register_buffer("relative_position_index", backbones::relative_position_index(window));
+  qkv = register_module("qkv",
+                        torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
 }
 
 torch::Tensor WindowAttentionImpl::relative_position_bias() const {
   const auto n = window * window;
-  return relative_position_bias_table.index_select(0, relative_position_index.view(-1))
+  // LibTorch's Module::to(dtype) converts integer buffers too (Python's does not): read the
+  // index as int64 whatever it became.
+  const auto index = relative_position_index.scalar_type() == torch::kLong
+                         ? relative_position_index
+                         : relative_position_index.to(torch::kLong);
+  return relative_position_bias_table.index_select(0, index.view(-1))
       .view({n, n, num_heads})
       .permute({2, 0, 1});
 }
 
-torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& windows, const torch::Tensor& mask) {
+torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& windows,
+                                           const torch::Tensor& mask) {
   const auto b = windows.size(0), n = windows.size(1), c = windows.size(2);
   WICO_CHECK(n == window * window && c == dim, "window attention expects [B, ", window * window,
              ", ", dim, "], got ", windows.sizes());
@@ -239,7 +248,8 @@ torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& windows, const t
   if (no_autograd && !dropping && windows.device().is_cpu() && b >= at::get_num_threads()) {
     return forward_windowwise(windows, mask);
   }
-  const auto qkv_out = qkv(windows).reshape({b, n, 3, num_heads, c / num_heads}).permute({2, 0, 3, 1, 4});
+  const auto qkv_out =
+      qkv(windows).reshape({b, n, 3, num_heads, c / num_heads}).permute({2, 0, 3, 1, 4});
   const auto q = qkv_out[0] * scale;
   const auto k = qkv_out[1];
   const auto v = qkv_out[2];
@@ -261,17 +271,18 @@ torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& windows, const t
 }
 
 torch::Tensor WindowAttentionImpl::forward_windowwise(const torch::Tensor& windows,
-                                                     const torch::Tensor& mask) {
+                                                      const torch::Tensor& mask) {
   // Without autograd: one window at a time in each thread (single-threaded BLAS calls on
   // [heads, N, hd] strided views of the qkv output, no copies of q, k, v), the bias and mask
   // added by the GEMM itself (beta = 1), the logits kept in a per-thread buffer that stays in
   // cache, and A V written straight into the [B_, N, C] layout the projection reads.
+  WICO_CHECK(!at::GradMode::is_enabled(),
+             "forward_windowwise has no autograd: call it under NoGradGuard or InferenceMode");
   const auto b = windows.size(0), n = windows.size(1), c = windows.size(2);
   const auto hd = c / num_heads;
   const auto qkv5 = qkv(windows).view({b, n, 3, num_heads, hd});
   const auto bias = relative_position_bias();  // [heads, N, N]
-  const auto bias_all = (mask.defined() ? mask.unsqueeze(1) + bias.unsqueeze(0)
-                                        : bias.unsqueeze(0))
+  const auto bias_all = (mask.defined() ? mask.unsqueeze(1) + bias.unsqueeze(0) : bias.unsqueeze(0))
                             .contiguous();  // [nW or 1, heads, N, N]
   const auto nw = bias_all.size(0);
   auto out = at::empty({b, n, c}, windows.options());
@@ -279,8 +290,8 @@ torch::Tensor WindowAttentionImpl::forward_windowwise(const torch::Tensor& windo
     auto logits = at::empty({num_heads, n, n}, windows.options());
     auto probs = at::empty({num_heads, n, n}, windows.options());
     for (std::int64_t i = begin; i < end; ++i) {
-      const auto w = qkv5[i];                            // [N, 3, heads, hd]
-      const auto q = w.select(1, 0).transpose(0, 1);     // [heads, N, hd], rows 3C apart
+      const auto w = qkv5[i];                         // [N, 3, heads, hd]
+      const auto q = w.select(1, 0).transpose(0, 1);  // [heads, N, hd], rows 3C apart
       const auto k = w.select(1, 1).transpose(0, 1);
       const auto v = w.select(1, 2).transpose(0, 1);
       logits.copy_(bias_all[i % nw]);
@@ -315,14 +326,16 @@ SwinBlockImpl::SwinBlockImpl(std::int64_t dim, std::int64_t num_heads, std::int6
   WICO_CHECK(shift >= 0 && (shift < window || shift == 0), "shift ", shift,
              " must lie in [0, window ", window, ")");
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
-  attn = register_module("attn", WindowAttention(dim, window, num_heads, qkv_bias, attn_drop, drop));
+  attn =
+      register_module("attn", WindowAttention(dim, window, num_heads, qkv_bias, attn_drop, drop));
   norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
   mlp = register_module(
       "mlp", SwinMlp(dim, static_cast<std::int64_t>(static_cast<double>(dim) * mlp_ratio), drop));
 }
 
-const WindowIndex& SwinBlockImpl::index_for(std::int64_t batch, std::int64_t height,
-                                            std::int64_t width, const torch::Device& device) {
+WindowIndex SwinBlockImpl::index_for(std::int64_t batch, std::int64_t height, std::int64_t width,
+                                     const torch::Device& device) {
+  std::lock_guard<std::mutex> lock(index_mutex_);
   if (!index_.gather.defined() || index_.batch != batch || index_.height != height ||
       index_.width != width || index_.gather.device() != device) {
     index_ = window_index(batch, height, width, window, shift, device);
@@ -334,7 +347,7 @@ torch::Tensor SwinBlockImpl::forward(const torch::Tensor& x, std::int64_t height
                                      std::int64_t width, const torch::Tensor& mask) {
   const auto b = x.size(0), l = x.size(1), c = x.size(2);
   WICO_CHECK(l == height * width, "block input has ", l, " tokens, not ", height, "x", width);
-  const auto& index = index_for(b, height, width, x.device());
+  const auto index = index_for(b, height, width, x.device());
   // pad + roll + window partition in one gather (padding slots zeroed afterwards), and window
   // reverse + roll back + crop in another: two copies instead of six.
   auto windows = norm1(x).view({b * l, c}).index_select(0, index.gather);
@@ -380,9 +393,9 @@ torch::Tensor PatchMergingImpl::forward(const torch::Tensor& x, std::int64_t hei
 PatchEmbedImpl::PatchEmbedImpl(std::int64_t patch_size_, std::int64_t in_channels,
                                std::int64_t embed_dim, bool with_norm)
     : patch_size(patch_size_) {
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(
-                                                       in_channels, embed_dim, patch_size)
-                                                       .stride(patch_size)));
+  proj = register_module(
+      "proj", torch::nn::Conv2d(
+                  torch::nn::Conv2dOptions(in_channels, embed_dim, patch_size).stride(patch_size)));
   if (with_norm) {
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({embed_dim})));
   }
@@ -410,14 +423,15 @@ SwinStageImpl::SwinStageImpl(std::int64_t dim, std::int64_t depth, std::int64_t 
     : window(window_), shift(window_ / 2) {
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < depth; ++i) {
-    blocks->push_back(SwinBlock(dim, num_heads, window, i % 2 == 0 ? 0 : shift, mlp_ratio,
-                                qkv_bias, drop, attn_drop, drop_path.at(i)));
+    blocks->push_back(SwinBlock(dim, num_heads, window, i % 2 == 0 ? 0 : shift, mlp_ratio, qkv_bias,
+                                drop, attn_drop, drop_path.at(i)));
   }
   if (with_downsample) downsample = register_module("downsample", PatchMerging(dim));
 }
 
 torch::Tensor SwinStageImpl::attention_mask(std::int64_t height, std::int64_t width,
                                             const torch::TensorOptions& options) {
+  std::lock_guard<std::mutex> lock(mask_mutex_);
   const auto hp = (height + window - 1) / window * window;
   const auto wp = (width + window - 1) / window * window;
   if (!mask_.defined() || mask_hp_ != hp || mask_wp_ != wp || mask_.device() != options.device() ||
@@ -451,8 +465,8 @@ TokenMap SwinStageImpl::downsample_map(const TokenMap& x) {
 SwinTransformerImpl::SwinTransformerImpl(SwinOptions options) : options_(std::move(options)) {
   options_.validate();
   const auto& o = options_;
-  patch_embed = register_module(
-      "patch_embed", PatchEmbed(o.patch_size, o.in_channels, o.embed_dim, o.patch_norm));
+  patch_embed = register_module("patch_embed",
+                                PatchEmbed(o.patch_size, o.in_channels, o.embed_dim, o.patch_norm));
   pos_drop = register_module("pos_drop", torch::nn::Dropout(o.drop_rate));
 
   std::int64_t total = 0;

@@ -112,7 +112,7 @@ class BertModelImpl : public torch::nn::Module {
   void init_weights();
 
   BertEmbeddings embeddings{nullptr};
-  torch::nn::ModuleList layers{nullptr};  // registered as encoder.layer
+  torch::nn::ModuleList layers{nullptr};    // registered as encoder.layer
   torch::nn::Linear pooler_dense{nullptr};  // pooler.dense; null without the pooler
 
  private:

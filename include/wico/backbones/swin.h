@@ -37,6 +37,12 @@
 //    mlp.fc1 / mlp.fc2 here; its relative_position_index buffer is flattened.
 // Both pad the map after norm1 with zeros to a multiple of the window, and the padded tokens take
 // part in attention as keys (they are not masked, in the original either; the test checks it).
+//
+// Execution (same results, see docs/performance.md): a block does the original's pad, roll and
+// window partition as one gather and the reverse as one more (WindowIndex, made once per input
+// size); without autograd, window attention runs window by window in parallel over windows
+// (forward_windowwise), with the relative position bias and the shift mask added by the GEMM.
+// The shift mask is made once per stage and input size.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -48,6 +54,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,10 +70,10 @@ struct SwinOptions {
   std::int64_t window_size = 7;
   double mlp_ratio = 4.0;
   bool qkv_bias = true;
-  double drop_rate = 0.0;        // dropout after the attention projection and in the MLP
-  double attn_drop_rate = 0.0;   // dropout of the attention weights
-  double drop_path_rate = 0.2;   // stochastic depth of the last block (linear from 0)
-  bool patch_norm = true;        // LayerNorm after the patch embedding
+  double drop_rate = 0.0;       // dropout after the attention projection and in the MLP
+  double attn_drop_rate = 0.0;  // dropout of the attention weights
+  double drop_path_rate = 0.2;  // stochastic depth of the last block (linear from 0)
+  bool patch_norm = true;       // LayerNorm after the patch embedding
   std::vector<std::int64_t> out_indices{0, 1, 2, 3};
 
   // The original sizes; LAVT uses window 12 with its ImageNet-22k 384 checkpoints and
@@ -173,9 +180,10 @@ class SwinBlockImpl : public torch::nn::Module {
   SwinMlp mlp{nullptr};
 
  private:
-  const WindowIndex& index_for(std::int64_t batch, std::int64_t height, std::int64_t width,
-                               const torch::Device& device);
-  WindowIndex index_;  // of the last input size
+  WindowIndex index_for(std::int64_t batch, std::int64_t height, std::int64_t width,
+                        const torch::Device& device);
+  std::mutex index_mutex_;  // forward may run in several threads at once
+  WindowIndex index_;       // of the last input size
 };
 TORCH_MODULE(SwinBlock);
 
@@ -223,6 +231,7 @@ class SwinStageImpl : public torch::nn::Module {
   PatchMerging downsample{nullptr};
 
  private:
+  std::mutex mask_mutex_;
   torch::Tensor mask_;  // cached attention_mask
   std::int64_t mask_hp_ = -1, mask_wp_ = -1;
 };
