@@ -406,12 +406,19 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) {
   const auto h = x.size(2), w = x.size(3);
   if (w % patch_size != 0) x = at::constant_pad_nd(x, {0, patch_size - w % patch_size});
   if (h % patch_size != 0) x = at::constant_pad_nd(x, {0, 0, 0, patch_size - h % patch_size});
-  x = proj(x);
-  if (norm) {
-    const auto b = x.size(0), c = x.size(1), wh = x.size(2), ww = x.size(3);
-    x = norm(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape({b, c, wh, ww});
-  }
-  return x;
+  // The patch projection as one matrix product over non-overlapping patches (what the
+  // kernel = stride convolution computes). oneDNN's backward-weights kernel for this
+  // convolution (3 input channels, kernel = stride = 4) intermittently returned NaN weight and
+  // bias gradients on this machine's CPU build; the product is exact and no slower.
+  const auto b = x.size(0), in = x.size(1), ph = x.size(2) / patch_size,
+             pw = x.size(3) / patch_size;
+  const auto patches = x.view({b, in, ph, patch_size, pw, patch_size})
+                           .permute({0, 2, 4, 1, 3, 5})
+                           .reshape({b, ph * pw, in * patch_size * patch_size});
+  const auto& weight = proj->weight;
+  auto tokens = at::linear(patches, weight.view({weight.size(0), -1}), proj->bias);  // [B, L, C]
+  if (norm) tokens = norm(tokens);
+  return tokens.transpose(1, 2).reshape({b, weight.size(0), ph, pw});
 }
 
 // ---- stage --------------------------------------------------------------------------------------

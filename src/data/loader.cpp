@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
+#include <opencv2/core.hpp>
 #include <numeric>
 #include <random>
 
@@ -42,6 +44,9 @@ Loader::Loader(const RefDataset& dataset, const Tokenizer& tokenizer, LoaderOpti
   WICO_CHECK(options_.world_size >= 1 && options_.rank >= 0 && options_.rank < options_.world_size,
              "loader rank ", options_.rank, " of world size ", options_.world_size);
   options_.prefetch = std::max(1, options_.prefetch);
+  // The workers parallelise over samples; OpenCV's own (TBB) thread pool on top of them only
+  // competes with the training step for the cores.
+  if (options_.workers > 0) cv::setNumThreads(0);
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
 }
 
@@ -276,10 +281,18 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
   batch.targets = at::empty({B, 1, S, S}, at::kFloat);
   batch.token_ids = at::empty({B, L}, at::kLong);
   batch.attention_mask = at::empty({B, L}, at::kLong);
-  batch.candidate_masks = at::zeros({B, N, S, S}, at::kByte);
-  batch.candidate_boxes = at::zeros({B, N, 4}, at::kFloat);
-  batch.candidate_classes = at::zeros({B, N}, at::kLong);
-  batch.candidate_valid = at::zeros({B, N}, at::kBool);
+  // Allocated and zeroed without ATen's parallel kernels: worker threads must not start
+  // intra-op parallel regions while the training step runs its own (with the OpenMP builds of
+  // LibTorch and OpenBLAS that raced and corrupted gradients, see docs/data.md).
+  auto zeros = [](at::IntArrayRef sizes, at::ScalarType type) {
+    at::Tensor t = at::empty(sizes, type);
+    std::memset(t.data_ptr(), 0, t.nbytes());
+    return t;
+  };
+  batch.candidate_masks = zeros({B, N, S, S}, at::kByte);
+  batch.candidate_boxes = zeros({B, N, 4}, at::kFloat);
+  batch.candidate_classes = zeros({B, N}, at::kLong);
+  batch.candidate_valid = zeros({B, N}, at::kBool);
   batch.target_index = at::empty({B}, at::kLong);
   const std::size_t plane = static_cast<std::size_t>(S) * S;
   for (std::int64_t b = 0; b < B; ++b) {

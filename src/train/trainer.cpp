@@ -387,6 +387,7 @@ TrainResult Trainer::Impl::loop() {
     optim.optimizer->zero_grad();
     std::map<std::string, double> step_losses;
     std::vector<std::string> non_finite;
+    double largest_input = 0;
     for (std::int64_t micro = 0; micro < accumulate; ++micro) {
       auto t = Clock::now();
       std::optional<data::Batch> host = loader->next();
@@ -395,6 +396,7 @@ TrainResult Trainer::Impl::loop() {
       WICO_CHECK(host.has_value(), "the loader ran out of batches in epoch ", state.epoch);
       ++state.batch_in_epoch;
       const data::Batch batch = host->to(device);
+      largest_input = std::max(largest_input, batch.images.abs().max().item<double>());
       samples_since_log += batch.size();
       nn::RisOutput out;
       {
@@ -415,12 +417,17 @@ TrainResult Trainer::Impl::loop() {
     // Gradients can overflow where the losses did not.
     bool bad = !non_finite.empty();
     if (!bad) {
+      std::vector<std::string> names;
       for (const auto& [name, p] : trainable_named) {
-        if (p.grad().defined() && !p.grad().isfinite().all().item<bool>()) {
-          non_finite.push_back("gradient of " + name);
-          bad = true;
-          break;
-        }
+        if (p.grad().defined() && !p.grad().isfinite().all().item<bool>()) names.push_back(name);
+      }
+      if (!names.empty()) {
+        bad = true;
+        non_finite.push_back(
+            "gradient of " + names.front() +
+            (names.size() > 1 ? fmt::format(" and {} more (last: {})", names.size() - 1,
+                                            names.back())
+                              : std::string()));
       }
     }
     bad = dist->any(bad);
@@ -433,7 +440,8 @@ TrainResult Trainer::Impl::loop() {
                                 "written from this state (train.skip_nonfinite: true skips such "
                                 "steps)", state.iteration + 1, state.epoch, parts));
       }
-      spdlog::warn("step {}: non-finite {}; step skipped", state.iteration + 1, parts);
+      spdlog::warn("step {}: non-finite {}; step skipped (largest |input| {:.3g})",
+                   state.iteration + 1, parts, largest_input);
       optim.optimizer->zero_grad();
       ++skipped_steps;
     } else {

@@ -75,6 +75,34 @@ TEST(Lavt, PaddedWordsDoNotReachThePixels) {
   EXPECT_TRUE(torch::allclose(a, att->forward(x, words, mask), 1e-5, 1e-6));
 }
 
+TEST(Lavt, PixelWordAttentionEqualsTheOriginalsConvolutionForm) {
+  // The original: Conv1d(k=1) on [B, C, N], InstanceNorm1d, keys/values masked, per-head scaled
+  // dot product with -10000 on padded words, softmax, W = Conv1d + InstanceNorm1d.
+  torch::manual_seed(2);
+  PixelWordAttention att(8, 6, 8, 8, 2);
+  for (auto& p : att->parameters()) p.data().normal_(0, 0.5);
+  const auto x = torch::randn({2, 10, 8});
+  const auto words = torch::randn({2, 6, 5});
+  const auto mask = torch::tensor({1, 1, 1, 0, 0, 1, 1, 1, 1, 0}, torch::kFloat).view({2, 5, 1});
+  auto w = att->named_parameters();
+  auto conv = [&](const std::string& name, const torch::Tensor& in) {
+    return torch::conv1d(in, w[name + ".0.weight"], w[name + ".0.bias"]);
+  };
+  auto inorm = [](const torch::Tensor& t) {
+    return torch::instance_norm(t, {}, {}, {}, {}, true, 0.1, 1e-5, false);
+  };
+  const auto lm = mask.permute({0, 2, 1});                            // [B, 1, L]
+  auto query = inorm(conv("f_query", x.permute({0, 2, 1}))).permute({0, 2, 1});
+  query = query.reshape({2, 10, 2, 4}).permute({0, 2, 1, 3});
+  const auto key = (conv("f_key", words) * lm).reshape({2, 2, 4, 5});
+  const auto value = (conv("f_value", words) * lm).reshape({2, 2, 4, 5});
+  auto sim = torch::matmul(query, key) * std::pow(8.0, -0.5) + (lm.unsqueeze(1) * 1e4 - 1e4);
+  auto out = torch::matmul(sim.softmax(-1), value.permute({0, 1, 3, 2}));
+  out = out.permute({0, 2, 1, 3}).reshape({2, 10, 8}).permute({0, 2, 1});
+  const auto expected = inorm(conv("W", out)).permute({0, 2, 1});
+  EXPECT_TRUE(torch::allclose(att->forward(x, words, mask), expected, 1e-4, 1e-5));
+}
+
 TEST(Lavt, PaperSizeParameterCountsAndOneForward) {
   const Config c = Config::defaults({"text.tokenizer=wordpiece"});  // the defaults are paper size
   LavtBackend lavt(LavtOptions::from_config(c));

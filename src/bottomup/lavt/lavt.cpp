@@ -62,24 +62,44 @@ PixelWordAttentionImpl::PixelWordAttentionImpl(std::int64_t visual_dim, std::int
                                            tnn::InstanceNorm1d(tnn::InstanceNorm1dOptions(value_dim))));
 }
 
+namespace {
+
+// A kernel-1 Conv1d of the original applied to channel-last tokens [B, N, C_in] -> [B, N, C_out]
+// as a matrix product with the same parameters. (oneDNN's backward of these 1x1 convolutions
+// gave run-to-run different, sometimes non-finite, weight gradients on this CPU build when its
+// threads were preempted; the product is exact and deterministic.)
+torch::Tensor pointwise(const torch::nn::Sequential& seq, const torch::Tensor& x) {
+  const auto conv = seq->ptr<tnn::Conv1dImpl>(0);  // the Conv1d(k=1) at index 0
+  return at::linear(x, conv->weight.squeeze(-1), conv->bias);
+}
+
+// InstanceNorm1d (no affine) of the original, over the tokens of each channel: x [B, N, C].
+torch::Tensor instance_norm_over_tokens(const torch::Tensor& x) {
+  const auto mean = x.mean(1, /*keepdim=*/true);
+  const auto var = (x - mean).pow(2).mean(1, /*keepdim=*/true);
+  return (x - mean) * (var + 1e-5).rsqrt();
+}
+
+}  // namespace
+
 torch::Tensor PixelWordAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& words,
                                               const torch::Tensor& word_mask) {
   const std::int64_t B = x.size(0), HW = x.size(1), L = words.size(2);
-  const torch::Tensor mask = word_mask.permute({0, 2, 1});             // [B, 1, L]
-  torch::Tensor query = f_query_->forward(x.permute({0, 2, 1}));       // [B, K, HW]
-  query = query.permute({0, 2, 1})
-              .reshape({B, HW, heads_, key_dim_ / heads_})
-              .permute({0, 2, 1, 3});                                  // [B, h, HW, K/h]
+  const std::int64_t kh = key_dim_ / heads_, vh = value_dim_ / heads_;
+  const torch::Tensor w = words.permute({0, 2, 1});                     // [B, L, Cl]
+  const torch::Tensor query = instance_norm_over_tokens(pointwise(f_query_, x))
+                                  .view({B, HW, heads_, kh})
+                                  .permute({0, 2, 1, 3});               // [B, h, HW, K/h]
   const torch::Tensor key =
-      (f_key_->forward(words) * mask).reshape({B, heads_, key_dim_ / heads_, L});
+      (pointwise(f_key_, w) * word_mask).view({B, L, heads_, kh}).permute({0, 2, 3, 1});
   const torch::Tensor value =
-      (f_value_->forward(words) * mask).reshape({B, heads_, value_dim_ / heads_, L});
+      (pointwise(f_value_, w) * word_mask).view({B, L, heads_, vh}).permute({0, 2, 1, 3});
   torch::Tensor sim = at::matmul(query, key) * std::pow(static_cast<double>(key_dim_), -0.5);
-  sim = sim + (mask.unsqueeze(1) * 1e4 - 1e4);
-  sim = sim.softmax(-1);                                               // [B, h, HW, L]
-  torch::Tensor out = at::matmul(sim, value.permute({0, 1, 3, 2}));    // [B, h, HW, V/h]
-  out = out.permute({0, 2, 1, 3}).reshape({B, HW, value_dim_}).permute({0, 2, 1});
-  return W_->forward(out).permute({0, 2, 1});                          // [B, HW, V]
+  sim = sim + (word_mask.view({B, 1, 1, L}) * 1e4 - 1e4);  // padded words get -10000
+  sim = sim.softmax(-1);                                    // [B, h, HW, L]
+  const torch::Tensor out =
+      at::matmul(sim, value).permute({0, 2, 1, 3}).reshape({B, HW, value_dim_});
+  return instance_norm_over_tokens(pointwise(W_, out));     // [B, HW, V]
 }
 
 PwamImpl::PwamImpl(std::int64_t dim, std::int64_t language_dim, std::int64_t heads,
@@ -96,9 +116,13 @@ PwamImpl::PwamImpl(std::int64_t dim, std::int64_t language_dim, std::int64_t hea
 
 torch::Tensor PwamImpl::forward(const torch::Tensor& x, const torch::Tensor& words,
                                 const torch::Tensor& word_mask) {
-  const torch::Tensor vis = vis_project_->forward(x.permute({0, 2, 1}));               // [B, C, HW]
-  const torch::Tensor lang = image_lang_att_->forward(x, words, word_mask).permute({0, 2, 1});
-  return project_mm_->forward(vis * lang).permute({0, 2, 1});                         // [B, HW, C]
+  // vis_project and project_mm are Conv1d(k=1) -> GELU -> Dropout; applied on tokens.
+  auto project = [](torch::nn::Sequential seq, const torch::Tensor& t) {
+    return seq->ptr<tnn::DropoutImpl>(2)->forward(at::gelu(pointwise(seq, t)));
+  };
+  const torch::Tensor vis = project(vis_project_, x);                   // [B, HW, C]
+  const torch::Tensor lang = image_lang_att_->forward(x, words, word_mask);
+  return project(project_mm_, vis * lang);                              // [B, HW, C]
 }
 
 LavtDecoderImpl::LavtDecoderImpl(std::int64_t c4_dims, std::int64_t factor)
