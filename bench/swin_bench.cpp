@@ -19,31 +19,6 @@ namespace {
 
 using backbones::SwinOptions;
 
-// Multiply-adds x 2 of the matrix products of one forward pass (norms, softmax, GELU and copies
-// left out): the patch embedding; per block qkv and proj on the padded map (the windows include
-// the padding), Q K^T and A V (N = window^2 keys a token), the MLP on the real tokens; per
-// PatchMerging the 4C -> 2C reduction.
-double swin_flops(const SwinOptions& o, std::int64_t height, std::int64_t width) {
-  auto up = [](std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; };
-  std::int64_t h = (height + o.patch_size - 1) / o.patch_size;
-  std::int64_t w = (width + o.patch_size - 1) / o.patch_size;
-  const double n = static_cast<double>(o.window_size * o.window_size);
-  double flops = 2.0 * h * w * o.embed_dim * o.in_channels * o.patch_size * o.patch_size;
-  for (std::int64_t i = 0; i < o.num_stages(); ++i) {
-    const double c = static_cast<double>(o.stage_dim(i));
-    const double l = static_cast<double>(h * w);
-    const double lp = static_cast<double>(up(h, o.window_size) * up(w, o.window_size));
-    const double block =
-        2 * lp * c * 3 * c + 2 * lp * c * c + 4 * lp * n * c + 2 * l * c * o.mlp_ratio * c * 2;
-    flops += static_cast<double>(o.depths[i]) * block;
-    if (i + 1 < o.num_stages()) {
-      h = (h + 1) / 2;
-      w = (w + 1) / 2;
-      flops += 2.0 * static_cast<double>(h * w) * 4 * c * 2 * c;
-    }
-  }
-  return flops;
-}
 
 const char* kPythonSwin = R"PY(
 import json, time, torch
@@ -81,15 +56,7 @@ nlohmann::json bench_swin(const BenchContext& ctx) {
   at::set_num_threads(threads);
 
   // The machine's GEMM rate at this thread count (the peak the model's rate is compared with).
-  double gemm_gflops = 0;
-  {
-    c10::InferenceMode guard;
-    const std::int64_t n = 2048;
-    const auto a = torch::randn({n, n}), b = torch::randn({n, n});
-    auto c = torch::empty({n, n});
-    const double s = median_seconds([&] { torch::mm_out(c, a, b); }, 3, 1);
-    gemm_gflops = 2.0 * n * n * n / s / 1e9;
-  }
+  const double gemm_rate = gemm_gflops();
 
   std::string script = kPythonSwin;
   auto replace = [&](const std::string& key, const std::string& value) {
@@ -118,18 +85,18 @@ nlohmann::json bench_swin(const BenchContext& ctx) {
   }
   at::set_num_threads(ctx.runtime.threads);
 
-  const double gflop = swin_flops(options, size, size) / 1e9;
+  const double gflop = backbones::swin_matmul_flops(options, size, size) / 1e9;
   const double theirs = reference.is_null() ? 0.0 : reference.value("seconds", 0.0);
   std::cout << fmt::format(
       "{} forward, {}x{}, batch 1, {} threads, {:.1f} GFLOP (matrix "
       "products); GEMM rate {:.1f} GFLOP/s\n",
-      name, size, size, threads, gflop, gemm_gflops);
+      name, size, size, threads, gflop, gemm_rate);
   std::cout << fmt::format("{:>20} {:>10} {:>10} {:>10}\n", "", "seconds", "GFLOP/s", "of GEMM");
   std::cout << fmt::format("{:>20} {:>10.3f} {:>10.1f} {:>9.0f}%\n", "wico", ours, gflop / ours,
-                           100.0 * gflop / ours / gemm_gflops);
+                           100.0 * gflop / ours / gemm_rate);
   if (theirs > 0) {
     std::cout << fmt::format("{:>20} {:>10.3f} {:>10.1f} {:>9.0f}%\n", "python3-torchvision",
-                             theirs, gflop / theirs, 100.0 * gflop / theirs / gemm_gflops);
+                             theirs, gflop / theirs, 100.0 * gflop / theirs / gemm_rate);
     std::cout << fmt::format("speed-up over torchvision: {:.2f}x\n", theirs / ours);
   } else {
     std::cout << "python3-torchvision: not available, no comparison\n";
@@ -139,7 +106,7 @@ nlohmann::json bench_swin(const BenchContext& ctx) {
                            {"size", size},
                            {"threads", threads},
                            {"gflop", gflop},
-                           {"gemm_gflops", gemm_gflops},
+                           {"gemm_gflops", gemm_rate},
                            {"wico_seconds", ours},
                            {"python_seconds", theirs > 0 ? nlohmann::json(theirs) : nullptr},
                            {"speedup", theirs > 0 ? nlohmann::json(theirs / ours) : nullptr}};

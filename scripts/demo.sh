@@ -24,5 +24,26 @@ mkdir -p runs/demo
 echo "== 3. this machine's GEMM rate (the reference for FLOP-utilisation figures)"
 "$wico" bench gemm --config "$config" --quick --repeats 3
 
+echo "== 4. train tiny LAVT on it (runs/demo_lavt; a few minutes on 2 cores)"
+run=runs/demo_lavt
+if compgen -G "$run/checkpoints/iter_*.pt" > /dev/null; then
+  # An earlier demo's run: --resume finishes it if it was interrupted (a finished one only
+  # validates again).
+  "$wico" train --resume "$run"
+elif [ -e "$run" ]; then
+  echo "$run holds an earlier run without checkpoints; move or delete it" >&2
+  exit 1
+else
+  "$wico" train --config configs/tiny/lavt.yaml --set run.name=demo_lavt --set "data.root=$data"
+fi
+
+echo "== 5. evaluate it on val, testA and testB ($run/eval/<split>/: report.md, plots, panels)"
+"$wico" eval --checkpoint "$run/checkpoints/best.pt" --splits val,testA,testB
+
+echo "== 6. one image, one expression ($run/predict/)"
+image=$(ls "$data/images/train2014" | head -n 1)
+"$wico" predict --checkpoint "$run/checkpoints/best.pt" --image "$data/images/train2014/$image" \
+  --text "the red square" --out "$run/predict"
+
 echo
-echo "Training, evaluation and the WiCo tables join this demo as their parts land (README, Status)."
+echo "The top-down branch, WiCo's CFI + GSI and the paper's tables join this demo as they land (README, Status)."

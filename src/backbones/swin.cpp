@@ -554,4 +554,30 @@ std::vector<torch::Tensor> SwinTransformerImpl::forward(const torch::Tensor& ima
   return outs;
 }
 
+// Multiply-adds x 2 of the matrix products of one forward pass (norms, softmax, GELU and copies
+// left out): the patch embedding; per block qkv and proj on the padded map (the windows include
+// the padding), Q K^T and A V (N = window^2 keys a token), the MLP on the real tokens; per
+// PatchMerging the 4C -> 2C reduction.
+double swin_matmul_flops(const SwinOptions& o, std::int64_t height, std::int64_t width) {
+  auto up = [](std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; };
+  std::int64_t h = (height + o.patch_size - 1) / o.patch_size;
+  std::int64_t w = (width + o.patch_size - 1) / o.patch_size;
+  const double n = static_cast<double>(o.window_size * o.window_size);
+  double flops = 2.0 * h * w * o.embed_dim * o.in_channels * o.patch_size * o.patch_size;
+  for (std::int64_t i = 0; i < o.num_stages(); ++i) {
+    const double c = static_cast<double>(o.stage_dim(i));
+    const double l = static_cast<double>(h * w);
+    const double lp = static_cast<double>(up(h, o.window_size) * up(w, o.window_size));
+    const double block =
+        2 * lp * c * 3 * c + 2 * lp * c * c + 4 * lp * n * c + 2 * l * c * o.mlp_ratio * c * 2;
+    flops += static_cast<double>(o.depths[i]) * block;
+    if (i + 1 < o.num_stages()) {
+      h = (h + 1) / 2;
+      w = (w + 1) / 2;
+      flops += 2.0 * static_cast<double>(h * w) * 4 * c * 2 * c;
+    }
+  }
+  return flops;
+}
+
 }  // namespace wico::backbones

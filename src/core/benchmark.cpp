@@ -1,5 +1,8 @@
 #include "wico/core/benchmark.h"
 
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,6 +76,14 @@ nlohmann::json run_python_reference(const std::string& python, const std::string
   } catch (const nlohmann::json::exception&) {
     throw Error("the Python reference printed no JSON result; its output:\n" + output);
   }
+}
+
+double gemm_gflops(std::int64_t n) {
+  c10::InferenceMode guard;
+  const auto a = at::randn({n, n}), b = at::randn({n, n});
+  auto c = at::empty({n, n});
+  const double s = median_seconds([&] { at::mm_out(c, a, b); }, 3, 1);
+  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / s / 1e9;
 }
 
 }  // namespace wico

@@ -276,4 +276,8 @@ TORCH_MODULE(SwinTransformer);
 void trunc_normal_(torch::Tensor& tensor, double std = 0.02, double mean = 0.0, double a = -2.0,
                    double b = 2.0);
 
+// FLOPs (2 x multiply-adds) of the matrix products of one forward pass at height x width, batch 1
+// (norms, softmax, GELU and copies left out); for benchmarks' utilisation figures.
+double swin_matmul_flops(const SwinOptions& options, std::int64_t height, std::int64_t width);
+
 }  // namespace wico::backbones

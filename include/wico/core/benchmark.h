@@ -29,6 +29,10 @@ Registry<Benchmark>& benchmark_registry();
 // Median of `repeats` timings (seconds) of `fn`, after `warmup` untimed calls.
 double median_seconds(const std::function<void()>& fn, int repeats, int warmup);
 
+// The float32 GEMM rate (GFLOP/s) of an n x n product at the current thread count: the peak a
+// model's rate is compared with, measured in the same run.
+double gemm_gflops(std::int64_t n = 2048);
+
 // Runs `script` with `python` and parses its last stdout line as JSON. Returns null JSON (and
 // logs why) when the interpreter or its torch is missing, so a comparison is skipped, not faked.
 nlohmann::json run_python_reference(const std::string& python, const std::string& script);
