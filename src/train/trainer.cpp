@@ -23,6 +23,7 @@
 #include "wico/data/tokenizer.h"
 #include "wico/data/tokenizer_config.h"
 #include "wico/eval/model_eval.h"
+#include "wico/nn/batch_norm.h"
 #include "wico/nn/ris_model.h"
 #include "wico/train/distributed.h"
 #include "wico/train/optim.h"
@@ -118,7 +119,8 @@ double metric_of(const eval::MetricSummary& s, const std::string& name) {
 }
 
 bool is_batch_norm(const torch::nn::Module& m) {
-  return dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
+  return dynamic_cast<const nn::BatchNormImpl*>(&m) ||
+         dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
          dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) ||
          dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&m);
 }
@@ -179,8 +181,35 @@ void Trainer::on_step(std::function<void(std::int64_t)> callback) {
   impl_->step_callback = std::move(callback);
 }
 
+namespace {
+
+// train.batch_norm: sync installs the all-ranks statistics for wico::nn::BatchNorm modules for the
+// lifetime of a run.
+class BatchNormSyncScope {
+ public:
+  BatchNormSyncScope(const Config& config, Distributed& dist) {
+    if (config.text("train.batch_norm") != "sync" || dist.world_size() == 1) return;
+    active_ = true;
+    nn::set_batch_norm_sync([&dist](const at::Tensor& input, const at::Tensor& weight,
+                                    const at::Tensor& bias, at::Tensor mean, at::Tensor var,
+                                    double momentum, double eps) {
+      return sync_batch_norm(input, weight, bias, std::move(mean), std::move(var), true, momentum,
+                             eps, dist);
+    });
+  }
+  ~BatchNormSyncScope() {
+    if (active_) nn::set_batch_norm_sync({});
+  }
+
+ private:
+  bool active_ = false;
+};
+
+}  // namespace
+
 TrainResult Trainer::run() {
   SignalScope signals;
+  BatchNormSyncScope sync(impl_->config, *impl_->dist);
   impl_->setup();
   return impl_->loop();
 }
@@ -249,6 +278,15 @@ void Trainer::Impl::setup() {
     state = resumed->state();
     spdlog::info("resumed from {} (iteration {}, epoch {}, batch {})", resumed->path().string(),
                  state.iteration, state.epoch, state.batch_in_epoch);
+  }
+  if (c.text("train.batch_norm") == "sync" && dist->world_size() > 1) {
+    for (const auto& item : model->named_modules("", /*include_self=*/false)) {
+      if (is_batch_norm(*item.value()) && !dynamic_cast<nn::BatchNormImpl*>(item.value().get())) {
+        throw ConfigError("train.batch_norm sync: '" + item.key() +
+                          "' is LibTorch's batch norm, which cannot synchronise; the model must "
+                          "use wico::nn::BatchNorm (or set train.batch_norm local or frozen)");
+      }
+    }
   }
   dist->broadcast_parameters(*model);
   if (!resumed) torch::manual_seed(seed + static_cast<std::uint64_t>(dist->rank()));

@@ -7,6 +7,7 @@
 
 #include "wico/core/config.h"
 #include "wico/data/loader.h"
+#include "wico/nn/batch_norm.h"
 #include "wico/nn/ris_model.h"
 
 namespace wico::test {
@@ -17,7 +18,7 @@ class TinyRisModel : public nn::RisModel {
     int in = 3;
     for (int out : {8, 16, 16}) {
       body_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(2).padding(1)));
-      body_->push_back(torch::nn::BatchNorm2d(out));
+      body_->push_back(nn::BatchNorm(out));
       body_->push_back(torch::nn::ReLU());
       in = out;
     }

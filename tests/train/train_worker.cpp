@@ -1,5 +1,6 @@
-// wico_train_worker DATA RUN BATCH ITERATIONS: one rank of a data-parallel run of the test model
-// (TinyRisModel without dropout, batch norm frozen), started by launch_local_workers. Every rank
+// wico_train_worker DATA RUN BATCH ITERATIONS [BATCH_NORM]: one rank of a data-parallel run of the
+// test model (TinyRisModel without dropout; train.batch_norm frozen unless given), started by
+// launch_local_workers. Every rank
 // writes its final parameters to RUN/rank<R>.pt so the test can compare the ranks.
 #include <cstdio>
 #include <string>
@@ -14,8 +15,8 @@
 using namespace wico;
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: wico_train_worker DATA RUN BATCH ITERATIONS\n");
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr, "usage: wico_train_worker DATA RUN BATCH ITERATIONS [BATCH_NORM]\n");
     return 2;
   }
   try {
@@ -27,7 +28,11 @@ int main(int argc, char** argv) {
         {"model.kind=test_tiny", std::string("data.root=") + argv[1], "data.input_size=48",
          std::string("data.batch_size=") + argv[3], "data.workers=1", "runtime.device=cpu",
          "runtime.threads=1", std::string("train.iterations=") + argv[4], "train.lr=0.01",
-         "train.optimizer=adam", "train.val_every=-1", "train.batch_norm=frozen",
+         "train.optimizer=adam", "train.val_every=-1",
+         // A large epsilon keeps Adam from turning noise-level gradients (the conv biases
+         // before batch norm have none in theory) into full-size steps of random sign.
+         "train.eps=1e-3",
+         std::string("train.batch_norm=") + (argc == 6 ? argv[5] : "frozen"),
          "log.progress=off"});
     train::Distributed dist(train::DistributedEnv::from_environment(), c10::Device(c10::kCPU));
     train::Trainer trainer(config, argv[2], false, &dist);

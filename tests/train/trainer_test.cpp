@@ -224,5 +224,32 @@ TEST_F(TrainerTest, TwoRanksWithBatchBEqualOneRankWithBatchTwoB) {
   EXPECT_EQ(CheckpointDir(run("two") / "checkpoints").list().size(), 1u);
 }
 
+TEST_F(TrainerTest, SynchronisedBatchNormOnTwoRanksEqualsOneRankWithTheWholeBatch) {
+  // Batch norm in training mode: with local statistics two ranks would differ from one rank with
+  // the whole batch; with train.batch_norm sync they must not (parameters and running stats).
+  const std::string data = data_dir->path().string();
+  ASSERT_EQ(train::launch_local_workers(
+                1, {WICO_TRAIN_WORKER_PATH, data, run("one").string(), "8", "3", "local"}),
+            0);
+  ASSERT_EQ(train::launch_local_workers(
+                2, {WICO_TRAIN_WORKER_PATH, data, run("sync").string(), "4", "3", "sync"}),
+            0);
+  ASSERT_EQ(train::launch_local_workers(
+                2, {WICO_TRAIN_WORKER_PATH, data, run("local").string(), "4", "3", "local"}),
+            0);
+  const auto one = Checkpoint::read(run("one") / "rank0.pt").model();
+  const auto sync = Checkpoint::read(run("sync") / "rank0.pt").model();
+  const auto local = Checkpoint::read(run("local") / "rank0.pt").model();
+  expect_identical(sync, Checkpoint::read(run("sync") / "rank1.pt").model());
+  bool local_differs = false;
+  for (const auto& [name, t] : one) {
+    if (!t.is_floating_point()) continue;
+    EXPECT_TRUE(torch::allclose(t, sync.at(name), 1e-4, 1e-5))
+        << name << " differs by up to " << (t - sync.at(name)).abs().max().item<double>();
+    local_differs |= !torch::allclose(t, local.at(name), 1e-4, 1e-5);
+  }
+  EXPECT_TRUE(local_differs) << "local statistics should not match the whole batch";
+}
+
 }  // namespace
 }  // namespace wico::train

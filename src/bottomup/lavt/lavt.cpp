@@ -136,9 +136,9 @@ LavtDecoderImpl::LavtDecoderImpl(std::int64_t c4_dims, std::int64_t factor)
       return tnn::Conv2d(tnn::Conv2dOptions(channels, hidden_, 3).padding(1).bias(false));
     };
     conv_a_.push_back(register_module(std::string("conv1_") + level[i], conv(in[i])));
-    bn_a_.push_back(register_module(std::string("bn1_") + level[i], tnn::BatchNorm2d(hidden_)));
+    bn_a_.push_back(register_module(std::string("bn1_") + level[i], wico::nn::BatchNorm(hidden_)));
     conv_b_.push_back(register_module(std::string("conv2_") + level[i], conv(hidden_)));
-    bn_b_.push_back(register_module(std::string("bn2_") + level[i], tnn::BatchNorm2d(hidden_)));
+    bn_b_.push_back(register_module(std::string("bn2_") + level[i], wico::nn::BatchNorm(hidden_)));
   }
   conv1_1_ = register_module("conv1_1", tnn::Conv2d(tnn::Conv2dOptions(hidden_, 2, 1)));
 }

@@ -25,6 +25,7 @@
 #include "wico/backbones/bert.h"
 #include "wico/backbones/swin.h"
 #include "wico/bottomup/backend.h"
+#include "wico/nn/batch_norm.h"
 
 namespace wico::bottomup {
 
@@ -81,7 +82,7 @@ class LavtDecoderImpl : public torch::nn::Module {
   torch::Tensor fuse(int level, torch::Tensor x, const torch::Tensor& skip);
   std::int64_t hidden_;
   std::vector<torch::nn::Conv2d> conv_a_, conv_b_;
-  std::vector<torch::nn::BatchNorm2d> bn_a_, bn_b_;
+  std::vector<wico::nn::BatchNorm> bn_a_, bn_b_;
   torch::nn::Conv2d conv1_1_{nullptr};
 };
 TORCH_MODULE(LavtDecoder);
