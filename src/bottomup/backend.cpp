@@ -56,8 +56,14 @@ double BottomUpModel::threshold(const std::string& branch) const {
 
 namespace wico {
 
+namespace bottomup {
+void add_backend_keys(Schema& schema);
+}
+
+// bottom_up.backend and every built-in backend's own keys.
 void add_bottom_up_keys(Schema& schema) {
   schema.text("bottom_up.backend", "lavt", "the bottom-up backend (a registered name)");
+  bottomup::add_backend_keys(schema);
 }
 
 }  // namespace wico

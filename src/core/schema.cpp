@@ -90,7 +90,6 @@ const Schema& Schema::builtin() {
     add_eval_keys(schema);
     add_train_keys(schema);
     add_bottom_up_keys(schema);
-    add_lavt_keys(schema);
   });
   return schema;
 }

@@ -89,7 +89,6 @@ void add_core_keys(Schema& schema);  // run, runtime, log
 void add_data_keys(Schema& schema);  // data, text
 void add_eval_keys(Schema& schema);  // eval
 void add_train_keys(Schema& schema);  // model.kind, train
-void add_bottom_up_keys(Schema& schema);  // bottom_up
-void add_lavt_keys(Schema& schema);  // lavt
+void add_bottom_up_keys(Schema& schema);  // bottom_up and each built-in backend's keys
 
 }  // namespace wico

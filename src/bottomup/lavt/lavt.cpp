@@ -231,10 +231,6 @@ at::Tensor LavtBackend::loss(const at::Tensor& logits, const at::Tensor& targets
   return dice.defined() ? ce + dice : ce;
 }
 
-}  // namespace wico::bottomup
-
-namespace wico {
-
 void add_lavt_keys(Schema& schema) {
   schema.text("lavt.swin", "base", "Swin size: nano (CPU tests), tiny, small, base (the paper), large")
       .integer("lavt.window", 12, "Swin window size (LAVT: 12)", 1)
@@ -252,4 +248,4 @@ void add_lavt_keys(Schema& schema) {
       .reals("lavt.class_weights", {0.9, 1.1}, "ce class weights (background, foreground)", 0.0);
 }
 
-}  // namespace wico
+}  // namespace wico::bottomup

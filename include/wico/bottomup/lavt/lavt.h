@@ -27,6 +27,10 @@
 #include "wico/bottomup/backend.h"
 #include "wico/nn/batch_norm.h"
 
+namespace wico {
+class Schema;
+}
+
 namespace wico::bottomup {
 
 struct LavtOptions {
@@ -86,6 +90,9 @@ class LavtDecoderImpl : public torch::nn::Module {
   torch::nn::Conv2d conv1_1_{nullptr};
 };
 TORCH_MODULE(LavtDecoder);
+
+// The lavt.* configuration keys (listed in src/bottomup/backends.cpp).
+void add_lavt_keys(Schema& schema);
 
 class LavtBackend : public BottomUpBackend {
  public:
