@@ -63,15 +63,8 @@ TORCH_MODULE(TinySegNet);
 nlohmann::json bench_data(const BenchContext& ctx) {
   const Config& config = ctx.config;
   const int images = ctx.quick ? 24 : 160;
-  const auto root = std::filesystem::temp_directory_path() /
-                    ("wico_bench_data_" + std::to_string(::getpid()));
-  struct Cleanup {
-    std::filesystem::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(p, ec);
-    }
-  } cleanup{root};
+  const ScratchDir scratch("data");
+  const auto& root = scratch.path();
   data::generate_synthetic({root, images, 1, ctx.runtime.threads, false});
   const auto refer = data::ReferDataset::load(root, "refcoco", "unc");
   const data::RefDataset dataset(refer, "train", data::RefDataset::Mode::kEvaluation);

@@ -217,14 +217,8 @@ print(json.dumps({"numpy": np.__version__, "seconds": times[len(times) // 2], "t
 
 nlohmann::json bench_eval(const BenchContext& ctx) {
   const int images = ctx.quick ? 40 : 400;
-  const auto root = fs::temp_directory_path() / ("wico_bench_eval_" + std::to_string(::getpid()));
-  struct Cleanup {
-    fs::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(p, ec);
-    }
-  } cleanup{root};
+  const ScratchDir scratch("eval");
+  const auto& root = scratch.path();
   const BenchSet set = write_bench_set(root, images);
   const auto refer = data::ReferDataset::load(root, "refcoco", "unc");
   const auto settings = eval::EvalSettings::from_config(ctx.config);

@@ -66,14 +66,8 @@ double share(const Measured& m, const std::string& part) {
 
 nlohmann::json bench_train(const BenchContext& ctx) {
   const int iterations = ctx.quick ? 10 : 60;
-  const fs::path root = fs::temp_directory_path() / ("wico_bench_train_" + std::to_string(::getpid()));
-  struct Cleanup {
-    fs::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(p, ec);
-    }
-  } cleanup{root};
+  const ScratchDir scratch("train");
+  const auto& root = scratch.path();
   data::generate_synthetic({root / "data", ctx.quick ? 40 : 200, 1, ctx.runtime.threads, false});
   const int cores = ctx.runtime.threads;
   const Measured one = run_training(root, "one", 1, cores, iterations);

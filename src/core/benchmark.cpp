@@ -86,4 +86,13 @@ double gemm_gflops(std::int64_t n) {
   return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / s / 1e9;
 }
 
+ScratchDir::ScratchDir(const std::string& name)
+    : path_(std::filesystem::temp_directory_path() /
+            ("wico_bench_" + name + "_" + std::to_string(::getpid()))) {}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
 }  // namespace wico

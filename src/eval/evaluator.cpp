@@ -100,21 +100,26 @@ SplitResult score_predictions(const data::ReferDataset& data, const std::string&
       acc.add(overlap(sample.prediction->rle(name), *sample.target));
     }
   }
-  for (auto& [name, acc] : accumulators) {
+  summarise_branches(accumulators, settings.thresholds, result);
+  return result;
+}
+
+void summarise_branches(const std::map<std::string, MetricAccumulator>& accumulators,
+                        const ErrorThresholds& thresholds, SplitResult& result) {
+  for (const auto& [name, acc] : accumulators) {
     BranchResult r;
     r.summary = acc.summary();
     r.ious = acc.ious();
-    r.pn = pn_rate(r.ious, settings.thresholds);
-    r.ip = ip_rate(r.ious, settings.thresholds);
+    r.pn = pn_rate(r.ious, thresholds);
+    r.ip = ip_rate(r.ious, thresholds);
     result.branches[name] = std::move(r);
   }
   for (auto a = result.branches.begin(); a != result.branches.end(); ++a) {
     for (auto b = std::next(a); b != result.branches.end(); ++b) {
       result.mer[a->first + "|" + b->first] =
-          mutual_error_rate(a->second.ious, b->second.ious, settings.thresholds);
+          mutual_error_rate(a->second.ious, b->second.ious, thresholds);
     }
   }
-  return result;
 }
 
 std::string report_markdown(const SplitResult& r) {

@@ -53,20 +53,7 @@ SplitResult summarise(const std::string& split, const data::ReferDataset& data,
   result.split = split;
   result.dataset = data.dataset() + " (" + data.split_by() + ")";
   result.compat = settings.compat;
-  for (const auto& [name, acc] : accumulators) {
-    BranchResult r;
-    r.summary = acc.summary();
-    r.ious = acc.ious();
-    r.pn = pn_rate(r.ious, settings.thresholds);
-    r.ip = ip_rate(r.ious, settings.thresholds);
-    result.branches[name] = std::move(r);
-  }
-  for (auto a = result.branches.begin(); a != result.branches.end(); ++a) {
-    for (auto b = std::next(a); b != result.branches.end(); ++b) {
-      result.mer[a->first + "|" + b->first] =
-          mutual_error_rate(a->second.ious, b->second.ious, settings.thresholds);
-    }
-  }
+  summarise_branches(accumulators, settings.thresholds, result);
   return result;
 }
 

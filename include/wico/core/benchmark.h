@@ -2,6 +2,7 @@
 // (Debian's python3-torch, or the machine's GEMM rate) and reports ratios, never bare times.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -28,6 +29,20 @@ Registry<Benchmark>& benchmark_registry();
 
 // Median of `repeats` timings (seconds) of `fn`, after `warmup` untimed calls.
 double median_seconds(const std::function<void()>& fn, int repeats, int warmup);
+
+// A scratch folder for a benchmark's data (<temp>/wico_bench_<name>_<pid>), removed when the
+// object goes away, however the benchmark ends.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // The float32 GEMM rate (GFLOP/s) of an n x n product at the current thread count: the peak a
 // model's rate is compared with, measured in the same run.

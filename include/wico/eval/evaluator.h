@@ -58,6 +58,11 @@ SplitResult score_predictions(const data::ReferDataset& data, const std::string&
                               const std::vector<Prediction>& predictions,
                               const EvalSettings& settings);
 
+// Fills result.branches (summary, IoUs, PN and IP rates) and result.mer (every branch pair) from
+// per-branch accumulators of the split's samples.
+void summarise_branches(const std::map<std::string, MetricAccumulator>& accumulators,
+                        const ErrorThresholds& thresholds, SplitResult& result);
+
 // metrics.json, report.md and iou_distribution.png in `dir` (created).
 void write_split_outputs(const SplitResult& result, const EvalSettings& settings,
                          const std::filesystem::path& dir);
