@@ -6,6 +6,7 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <csignal>
@@ -437,9 +438,18 @@ TrainResult Trainer::Impl::loop() {
       largest_input = std::max(largest_input, batch.images.abs().max().item<double>());
       samples_since_log += batch.size();
       nn::RisOutput out;
-      {
+      try {
         AutocastScope autocast(amp, device);
         out = model->forward(batch, /*with_losses=*/true);
+      } catch (const c10::Error& e) {
+        if (amp == "off") throw;
+        // LibTorch 1.13's CPU kernels do not all take bf16 activations with float weights
+        // (layer_norm among them): say what to do instead of a bare dtype error.
+        throw ConfigError(fmt::format(
+            "train.amp {} failed in model {}: {} (with LibTorch {} some {} kernels do not accept "
+            "reduced-precision activations; set train.amp: off)",
+            amp, c.text("model.kind"), std::string(e.what_without_backtrace()), TORCH_VERSION,
+            device.str()));
       }
       WICO_CHECK(!out.losses.empty(), "model ", c.text("model.kind"), " returned no losses");
       at::Tensor total;

@@ -251,5 +251,16 @@ TEST_F(TrainerTest, SynchronisedBatchNormOnTwoRanksEqualsOneRankWithTheWholeBatc
   EXPECT_TRUE(local_differs) << "local statistics should not match the whole batch";
 }
 
+TEST_F(TrainerTest, Bf16AutocastOnCpuTrainsAndKeepsFloatWeights) {
+  Trainer t(config({"train.amp=bf16", "train.iterations=3"}), run("bf16"), false);
+  EXPECT_EQ(t.run().state.iteration, 3);
+  const auto weights = final_weights(run("bf16"));
+  EXPECT_EQ(weights.at("head.weight").scalar_type(), torch::kFloat);
+  std::ifstream log(run("bf16") / "metrics.jsonl");
+  std::string line;
+  std::getline(log, line);
+  EXPECT_TRUE(std::isfinite(nlohmann::json::parse(line)["loss"].get<double>()));
+}
+
 }  // namespace
 }  // namespace wico::train
