@@ -281,9 +281,8 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
   batch.targets = at::empty({B, 1, S, S}, at::kFloat);
   batch.token_ids = at::empty({B, L}, at::kLong);
   batch.attention_mask = at::empty({B, L}, at::kLong);
-  // Allocated and zeroed without ATen's parallel kernels: worker threads must not start
-  // intra-op parallel regions while the training step runs its own (with the OpenMP builds of
-  // LibTorch and OpenBLAS that raced and corrupted gradients, see docs/data.md).
+  // Zeroed with memset rather than at::zeros: the workers stay out of ATen's intra-op thread
+  // pool, which the training step is using at the same time.
   auto zeros = [](at::IntArrayRef sizes, at::ScalarType type) {
     at::Tensor t = at::empty(sizes, type);
     std::memset(t.data_ptr(), 0, t.nbytes());
