@@ -41,8 +41,8 @@ echo "== 5. evaluate it on val, testA and testB ($run/eval/<split>/: report.md, 
 "$wico" eval --checkpoint "$run/checkpoints/best.pt" --splits val,testA,testB
 
 echo "== 6. one image, one expression ($run/predict/)"
-image=$(ls "$data/images/train2014" | head -n 1)
-"$wico" predict --checkpoint "$run/checkpoints/best.pt" --image "$data/images/train2014/$image" \
+images=("$data"/images/train2014/*.jpg)
+"$wico" predict --checkpoint "$run/checkpoints/best.pt" --image "${images[0]}" \
   --text "the red square" --out "$run/predict"
 
 echo
