@@ -31,22 +31,22 @@ Config ConfigOptions::load() const {
 
 namespace {
 
-// OpenMP's default wait policy spins idle threads for a while before they sleep. On a machine
-// shared with anything else (a compiler, a second training process, the loader's own threads)
-// the spinning threads steal the cores the working ones need: tiny LAVT ran 27x slower next to a
-// two-job build. Passive waiting costs little when the machine is ours alone. libgomp reads the
-// policy once, when it loads, so the tool sets it and starts itself again; a user's own
-// OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
-void prefer_passive_openmp_waiting(char** argv) {
+// OpenMP's default wait policy spins idle threads for a long while before they sleep. On a
+// machine shared with anything else (a compiler, a second training process, the loader's own
+// threads) the spinning threads steal the cores the working ones need: tiny LAVT ran 27x slower
+// next to a two-job build. A short spin keeps the idle speed (docs/performance.md) and gives the
+// cores back under load. libgomp reads the setting once, when it loads, so the tool sets it and
+// starts itself again; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone.
+void limit_openmp_spinning(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::setenv("GOMP_SPINCOUNT", "10000", 1);
   ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  prefer_passive_openmp_waiting(argv);
+  limit_openmp_spinning(argv);
   using namespace wico::tool;
   CLI::App app{"wico: train, fine-tune and evaluate WiCo referring image segmentation models"};
   app.set_version_flag("--version", std::string("wico ") + WICO_VERSION);
