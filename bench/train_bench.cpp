@@ -5,13 +5,13 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <climits>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "wico/core/benchmark.h"
 #include "wico/core/error.h"
+#include "wico/core/runtime.h"
 #include "wico/data/synthetic.h"
 
 namespace wico {
@@ -20,12 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string own_executable() {
-  char buffer[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-  WICO_CHECK(n > 0, "cannot find this executable");
-  return std::string(buffer, static_cast<std::size_t>(n));
-}
 
 struct Measured {
   double samples_per_s = 0;

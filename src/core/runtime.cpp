@@ -1,5 +1,9 @@
 #include "wico/core/runtime.h"
 
+#include <climits>
+
+#include <unistd.h>
+
 #include <ATen/Parallel.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
@@ -46,6 +50,13 @@ c10::Device resolve_device(const std::string& name) {
   }
   if (!device.has_index()) device.set_index(0);
   return device;
+}
+
+std::string own_executable() {
+  char buffer[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+  if (n <= 0) throw Error("cannot find this executable (/proc/self/exe)");
+  return std::string(buffer, static_cast<std::size_t>(n));
 }
 
 int available_cores() {

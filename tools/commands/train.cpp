@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <climits>
 #include <filesystem>
 #include <iostream>
 
@@ -21,17 +20,6 @@
 namespace fs = std::filesystem;
 
 namespace wico::tool {
-
-namespace {
-
-std::string own_executable() {
-  char buffer[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-  if (n <= 0) throw Error("cannot find this executable (/proc/self/exe)");
-  return std::string(buffer, static_cast<std::size_t>(n));
-}
-
-}  // namespace
 
 Action add_train_command(CLI::App& app) {
   auto* sub = app.add_subcommand(

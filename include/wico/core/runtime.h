@@ -21,6 +21,9 @@ c10::Device resolve_device(const std::string& name);
 // Checks the spelling only, for the schema (no device query): "" when acceptable.
 std::string check_device_name(const std::string& name);
 
+// The path of the running executable (/proc/self/exe), to start copies of it.
+std::string own_executable();
+
 // The number of cores this process may use (affinity aware).
 int available_cores();
 
