@@ -16,12 +16,13 @@ The meta holds torchvision resnet50's state_dict names and shapes and its parame
 fc, for the C++ naming and counting tests.
 """
 import copy
-import json
 import os
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, resnet50
+
+from tensor_fixture import write_fixture
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'data', 'resnet')
 
@@ -100,13 +101,6 @@ def main():
     make('basic', BasicBlock, [2, 2, 1, 1], 8, (2, 3, 67, 45), train_too=True)
     # Bottlenecks (stride on the 3x3, a downsample already in layer1: 4 -> 16 channels).
     make('bottleneck', Bottleneck, [2, 1, 1, 1], 4, (1, 3, 64, 80))
-    os.makedirs(OUT, exist_ok=True)
-    index, offset = {}, 0
-    with open(os.path.join(OUT, 'resnet.bin'), 'wb') as f:
-        for name, t in tensors.items():
-            f.write(t.numpy().astype('<f4').tobytes())
-            index[name] = {'shape': list(t.shape), 'offset': offset}
-            offset += t.numel()
     r50 = resnet50()
     meta = {
         'torch': torch.__version__,
@@ -116,11 +110,7 @@ def main():
         'resnet50_state_dict': {n: list(t.shape) for n, t in r50.state_dict().items()
                                 if not n.startswith('fc.')},
     }
-    with open(os.path.join(OUT, 'resnet.json'), 'w') as f:  # one line a tensor
-        f.write('{"meta": ' + json.dumps(meta) + ',\n "tensors": {\n')
-        f.write(',\n'.join(f'  {json.dumps(k)}: {json.dumps(v)}' for k, v in index.items()))
-        f.write('\n}}\n')
-    print(f'{len(tensors)} tensors, {offset * 4} bytes')
+    write_fixture(OUT, 'resnet', tensors, meta)
 
 
 if __name__ == '__main__':

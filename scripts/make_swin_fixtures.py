@@ -14,13 +14,14 @@ Weights are stored under the names of the original Swin / LAVT state_dict (mlp.f
 torchvision's mlp.0; layers.N.downsample, not features.2N+2), which is what our modules use, so
 the test loads them by name. Feature maps are stored channels-last as torchvision returns them.
 """
-import json
 import os
 
 import numpy as np
 import torch
 from torchvision.models.swin_transformer import (PatchMerging, ShiftedWindowAttention,
                                                  SwinTransformer, SwinTransformerBlock)
+
+from tensor_fixture import write_fixture
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'data', 'swin')
 
@@ -151,25 +152,13 @@ def main():
     make_attention()
     make_merging()
     make_model()
-    os.makedirs(OUT, exist_ok=True)
-    index, offset = {}, 0
-    with open(os.path.join(OUT, 'swin.bin'), 'wb') as f:
-        for name, t in tensors.items():
-            data = t.numpy().astype('<f4').tobytes()
-            f.write(data)
-            index[name] = {'shape': list(t.shape), 'offset': offset}
-            offset += t.numel()
     meta = {
         'torch': torch.__version__,
         # torchvision SwinTransformer(embed 128, depths 2 2 18 2, heads 4 8 16 32, window 12):
         # parameters without the classifier head (it has one final norm, not four).
         'swin_b_window12_torchvision_without_head': swin_b_window12_count(),
     }
-    with open(os.path.join(OUT, 'swin.json'), 'w') as f:  # one line a tensor
-        f.write('{"meta": ' + json.dumps(meta) + ',\n "tensors": {\n')
-        f.write(',\n'.join(f'  {json.dumps(k)}: {json.dumps(v)}' for k, v in index.items()))
-        f.write('\n}}\n')
-    print(f'{len(tensors)} tensors, {offset * 4} bytes')
+    write_fixture(OUT, 'swin', tensors, meta)
 
 
 if __name__ == '__main__':
