@@ -90,6 +90,7 @@ const Schema& Schema::builtin() {
     add_eval_keys(schema);
     add_train_keys(schema);
     add_bottom_up_keys(schema);
+    add_top_down_keys(schema);
   });
   return schema;
 }

@@ -1,0 +1,105 @@
+// The top-down seams (DESIGN "Seams"): an instance extractor proposes masks from the image alone,
+// a matcher scores a sample's candidate instances against its expression. Both register by name
+// (`top_down.extractor`, `top_down.matcher`); TopDownBranch (top_down.h) ties them together.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "wico/core/registry.h"
+
+namespace wico {
+class Config;
+}
+
+namespace wico::topdown {
+
+// A padded set of instances per image: the ground truth of the batch (training the extractor,
+// and the matcher as MAttNet does), or an extractor's detections (evaluation).
+struct InstanceCandidates {
+  at::Tensor masks;    // [B, N, h, w] float in [0, 1] (0/1 for ground truth); any resolution
+  at::Tensor boxes;    // [B, N, 4] float x1, y1, x2, y2 as fractions of the input width/height
+  at::Tensor classes;  // [B, N] int64 class index in [0, num_classes) (category id - 1)
+  at::Tensor valid;    // [B, N] bool, false for padding
+  at::Tensor scores;   // [B, N] float detection confidence (ground truth: 1); may be undefined
+
+  std::int64_t batch_size() const { return masks.size(0); }
+  std::int64_t size() const { return masks.size(1); }
+};
+
+// What an extractor's forward gives: Mask2Former's outputs plus the features the matcher pools.
+struct ExtractorOutput {
+  at::Tensor class_logits;      // [B, Q, K + 1] (last: no object)
+  at::Tensor mask_logits;       // [B, Q, H/4, W/4]
+  at::Tensor query_embeddings;  // [B, Q, D] the last decoder layer's normalised queries
+  // Deep supervision: {class_logits, mask_logits} of every earlier prediction, first to last.
+  std::vector<std::pair<at::Tensor, at::Tensor>> auxiliary;
+  at::Tensor features;              // [B, D, H/s, W/s] pixel features for the matcher
+  std::int64_t feature_stride = 4;  // s
+};
+
+class InstanceExtractor : public torch::nn::Module {
+ public:
+  // images [B, 3, H, W] (normalised) -> predictions.
+  virtual ExtractorOutput forward(const at::Tensor& images) = 0;
+  // Weighted training losses ("td_class", "td_mask", "td_dice", summed over the auxiliary
+  // predictions as the original) against the ground-truth instances (masks at the input size).
+  virtual std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
+                                                 const InstanceCandidates& targets) = 0;
+  // The `top_k` best instances of each image by class score times mask score, masks as
+  // probabilities at `size` x `size`, boxes from the binarised masks, no gradient.
+  virtual InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
+                                    std::int64_t size) = 0;
+  // D of ExtractorOutput::features.
+  virtual std::int64_t feature_dim() const = 0;
+};
+
+struct MatcherInput {
+  at::Tensor features;              // [B, D, h, w] visual features (ExtractorOutput::features)
+  std::int64_t feature_stride = 4;  // input pixels per feature cell
+  InstanceCandidates candidates;
+  at::Tensor token_ids;       // [B, L] int64
+  at::Tensor attention_mask;  // [B, L] int64, 1 for real tokens
+};
+
+struct MatcherOutput {
+  at::Tensor logits;          // [B, N] matching score before the softmax; padding -inf
+  at::Tensor scores;          // S [B, N]: softmax of logits over each sample's valid candidates
+  at::Tensor embeddings;      // E [B, N, C] cross-modal instance embeddings
+  at::Tensor module_weights;  // [B, M] the expression's weights over the matcher's modules
+};
+
+class InstanceMatcher : public torch::nn::Module {
+ public:
+  virtual MatcherOutput forward(const MatcherInput& input) = 0;
+  // Weighted training losses ("match_rank", "match_ce", ...) with `target_index` [B] the referred
+  // candidate of each sample.
+  virtual std::map<std::string, at::Tensor> loss(const MatcherInput& input,
+                                                 const MatcherOutput& output,
+                                                 const at::Tensor& target_index) = 0;
+  // C of MatcherOutput::embeddings.
+  virtual std::int64_t embedding_dim() const = 0;
+};
+
+using ExtractorBuilder = std::function<std::shared_ptr<InstanceExtractor>(const Config&)>;
+using MatcherBuilder = std::function<std::shared_ptr<InstanceMatcher>(const Config&)>;
+
+// By `top_down.extractor` / `top_down.matcher`; built-ins are registered on first use
+// (src/topdown/components.cpp).
+Registry<ExtractorBuilder>& extractor_registry();
+Registry<MatcherBuilder>& matcher_registry();
+std::shared_ptr<InstanceExtractor> build_extractor(const Config& config);
+std::shared_ptr<InstanceMatcher> build_matcher(const Config& config);
+
+// Boxes [.., 4] (x1, y1, x2, y2 as fractions of the mask's width/height) of masks [.., h, w]
+// binarised at `threshold`; an empty mask gets the zero box.
+at::Tensor boxes_of_masks(const at::Tensor& masks, double threshold = 0.5);
+
+}  // namespace wico::topdown
