@@ -24,26 +24,18 @@ mkdir -p runs/demo
 echo "== 3. this machine's GEMM rate (the reference for FLOP-utilisation figures)"
 "$wico" bench gemm --config "$config" --quick --repeats 3
 
-echo "== 4. train tiny LAVT on it (runs/demo_lavt; a few minutes on 2 cores)"
-run=runs/demo_lavt
-if compgen -G "$run/checkpoints/iter_*.pt" > /dev/null; then
-  # An earlier demo's run: --resume finishes it if it was interrupted (a finished one only
-  # validates again).
-  "$wico" train --resume "$run"
-elif [ -e "$run" ]; then
-  echo "$run holds an earlier run without checkpoints; move or delete it" >&2
-  exit 1
-else
-  "$wico" train --config configs/tiny/lavt.yaml --set run.name=demo_lavt --set "data.root=$data"
-fi
+echo "== 4. train both branches, fine-tune the pair with CFI + GSI, evaluate, print Table 1"
+# wico tables trains what Table 1 needs on this data (tiny top-down branch, tiny LAVT, the WiCo
+# pair from both), reusing any run already finished under runs/demo (an interrupted one resumes),
+# evaluates each on val/testA/testB and prints ours beside the paper's numbers.
+"$wico" tables --table 1 --root "$data" --runs runs/demo --configs configs/tiny
 
-echo "== 5. evaluate it on val, testA and testB ($run/eval/<split>/: report.md, plots, panels)"
-"$wico" eval --checkpoint "$run/checkpoints/best.pt" --splits val,testA,testB
+pairs=(runs/demo/pair_*gsi_cfi_s0)
+pair=${pairs[0]}
+echo "== 5. the pair's reports ($pair/eval/<split>/: report.md, plots, panels)"
+cat "$pair/eval/val/report.md"
 
-echo "== 6. one image, one expression ($run/predict/)"
+echo "== 6. one image, one expression ($pair/predict/)"
 images=("$data"/images/train2014/*.jpg)
-"$wico" predict --checkpoint "$run/checkpoints/best.pt" --image "${images[0]}" \
-  --text "the red square" --out "$run/predict"
-
-echo
-echo "The top-down branch, WiCo's CFI + GSI and the paper's tables join this demo as they land (README, Status)."
+"$wico" predict --checkpoint "$pair/checkpoints/best.pt" --image "${images[0]}" \
+  --text "the red square" --out "$pair/predict"

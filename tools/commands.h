@@ -30,5 +30,6 @@ Action add_data_command(CLI::App& app);
 Action add_eval_command(CLI::App& app);
 Action add_predict_command(CLI::App& app);
 Action add_train_command(CLI::App& app);
+Action add_tables_command(CLI::App& app);
 
 }  // namespace wico::tool

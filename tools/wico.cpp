@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   add(add_eval_command);
   add(add_predict_command);
   add(add_bench_command);
+  add(add_tables_command);
 
   try {
     app.parse(argc, argv);

@@ -91,6 +91,7 @@ const Schema& Schema::builtin() {
     add_train_keys(schema);
     add_bottom_up_keys(schema);
     add_top_down_keys(schema);
+    add_wico_keys(schema);
   });
   return schema;
 }

@@ -310,27 +310,7 @@ void Trainer::Impl::setup() {
   }
 }
 
-void Trainer::Impl::load_initial_weights() {
-  for (const auto& entry : config.texts("train.init")) {
-    const auto eq = entry.find('=');
-    const std::string prefix = eq == std::string::npos ? "" : entry.substr(0, eq);
-    const fs::path file = eq == std::string::npos ? entry : entry.substr(eq + 1);
-    const Checkpoint ckpt = Checkpoint::read(file);
-    torch::nn::Module* target = model.get();
-    if (!prefix.empty()) {
-      target = nullptr;
-      for (const auto& item : model->named_modules()) {
-        if (item.key() == prefix) target = item.value().get();
-      }
-      if (!target) {
-        throw ConfigError("train.init '" + entry + "': the model has no part named '" + prefix +
-                          "'");
-      }
-    }
-    load_model_state(*target, ckpt.model(), file.string());
-    spdlog::info("initialised {} from {}", prefix.empty() ? "the model" : prefix, file.string());
-  }
-}
+void Trainer::Impl::load_initial_weights() { train::load_initial_weights(*model, config); }
 
 void Trainer::Impl::apply_batch_norm_mode() {
   model->train();

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <optional>
 #include <iostream>
 #include <sstream>
 
@@ -84,17 +85,27 @@ int compare(const std::vector<std::string>& folders, const std::vector<std::stri
 
 // --checkpoint: the model over each split, then the same outputs as --from-predictions plus the
 // predictions themselves and the speed of each branch.
+// --compose: the model of --config with train.init's weights (a pair put together from its
+// branches' runs, not fine-tuned).
 template <typename Options>
 int evaluate_checkpoint(const Options& o) {
-  const train::Checkpoint checkpoint = train::Checkpoint::read(o.checkpoint);
-  const Config config = o.config.file.empty() ? checkpoint.config(o.config.overrides)
+  std::optional<train::Checkpoint> checkpoint;
+  if (!o.compose) checkpoint = train::Checkpoint::read(o.checkpoint);
+  const Config config = o.config.file.empty() ? checkpoint->config(o.config.overrides)
                                               : o.config.load();
+  if (o.compose && config.texts("train.init").empty()) {
+    throw ConfigError("--compose loads the weights train.init names, and it names none");
+  }
   const RuntimeInfo runtime = apply_runtime(config);
   const auto data = data::ReferDataset::load(
       config.text("data.root"), config.text("data.dataset"), config.text("data.split_by"));
   const auto tokenizer = data::make_tokenizer_from_config(config, data);
   auto model = nn::build_model(config);
-  checkpoint.load_model(*model);
+  if (checkpoint) {
+    checkpoint->load_model(*model);
+  } else {
+    train::load_initial_weights(*model, config);
+  }
   model->to(runtime.device);
   auto settings = eval::EvalSettings::from_config(config);
   if (o.panels >= 0) settings.panels = o.panels;
@@ -133,6 +144,7 @@ Action add_eval_command(CLI::App& app) {
     ConfigOptions config;
     std::string predictions;
     std::string checkpoint;
+    bool compose = false;
     std::vector<std::string> compare;
     std::string pair;
     std::string splits;
@@ -148,6 +160,11 @@ Action add_eval_command(CLI::App& app) {
       "--checkpoint", o->checkpoint,
       "evaluate this checkpoint (its own config, plus --config/--set); writes to the run's "
       "eval/ folder unless --out")->excludes(from);
+  sub->add_flag("--compose", o->compose,
+                "evaluate the model of --config with the weights its train.init names (a WiCo "
+                "pair from its branches' runs, not fine-tuned); needs --config and --out")
+      ->excludes(from)
+      ->excludes(checkpoint);
   sub->add_option("--compare", o->compare,
                   "draw the MER bars (Figure 7) of several evaluations: folders holding "
                   "<split>/metrics.json, each DIR or LABEL=DIR; writes <out>/mer_<split>.png")
@@ -164,7 +181,10 @@ Action add_eval_command(CLI::App& app) {
                   "eval.panels)")
       ->check(CLI::Range(0, 100));
   return [o]() {
-    if (!o->checkpoint.empty()) return evaluate_checkpoint(*o);
+    if (o->compose && (o->config.file.empty() || o->out.empty())) {
+      throw ConfigError("--compose needs --config FILE and --out FOLDER");
+    }
+    if (!o->checkpoint.empty() || o->compose) return evaluate_checkpoint(*o);
     const Config config = o->config.load();
     apply_runtime(config);
     if (!o->compare.empty()) {

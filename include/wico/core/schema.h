@@ -90,6 +90,7 @@ void add_data_keys(Schema& schema);  // data, text
 void add_eval_keys(Schema& schema);  // eval
 void add_train_keys(Schema& schema);  // model.kind, train
 void add_bottom_up_keys(Schema& schema);  // bottom_up and each built-in backend's keys
-void add_top_down_keys(Schema& schema);   // top_down and each built-in extractor's and matcher's keys
+void add_top_down_keys(Schema& schema);
+void add_wico_keys(Schema& schema);  // wico: the pair, CFI, integration   // top_down and each built-in extractor's and matcher's keys
 
 }  // namespace wico

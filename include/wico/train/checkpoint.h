@@ -40,6 +40,10 @@ std::map<std::string, at::Tensor> model_state(const torch::nn::Module& model);
 void load_model_state(torch::nn::Module& model, const std::map<std::string, at::Tensor>& state,
                       const std::string& source, bool strict = true);
 
+// Loads train.init's entries into `model`: 'checkpoint' (the whole model) or 'part=checkpoint'
+// (the submodule named `part`, e.g. a WiCo pair's alpha / beta from each branch's own run).
+void load_initial_weights(torch::nn::Module& model, const Config& config);
+
 // Writes a checkpoint atomically (a failed write keeps the previous file). Refuses to write a
 // model with a non-finite parameter.
 void save_checkpoint(const std::filesystem::path& path, const torch::nn::Module& model,

@@ -1,0 +1,59 @@
+// The Mask2Former instance extractor (facebookresearch/Mask2Former, the COCO instance model):
+// a ResNet trunk, the multi-scale deformable-attention pixel decoder, the masked-attention
+// transformer decoder and the set criterion, behind the InstanceExtractor seam
+// (`top_down.extractor: mask2former`). The matcher pools the pixel decoder's mask features
+// (stride 4, mask_dim channels).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "wico/backbones/resnet.h"
+#include "wico/topdown/instances.h"
+#include "wico/topdown/mask2former/criterion.h"
+#include "wico/topdown/mask2former/pixel_decoder.h"
+#include "wico/topdown/mask2former/transformer_decoder.h"
+
+namespace wico {
+class Config;
+class Schema;
+}  // namespace wico
+
+namespace wico::topdown {
+
+struct Mask2FormerOptions {
+  backbones::ResNetOptions backbone = backbones::ResNetOptions::resnet50();
+  PixelDecoderOptions pixel_decoder;
+  TransformerDecoderOptions decoder;
+  CriterionOptions criterion;
+
+  // mask2former.* and top_down.num_classes.
+  static Mask2FormerOptions from_config(const Config& config);
+  void validate() const;
+};
+
+class Mask2FormerExtractor : public InstanceExtractor {
+ public:
+  explicit Mask2FormerExtractor(Mask2FormerOptions options);
+  ExtractorOutput forward(const at::Tensor& images) override;
+  std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
+                                         const InstanceCandidates& targets) override;
+  InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
+                            std::int64_t size) override;
+  std::int64_t feature_dim() const override { return options_.pixel_decoder.mask_dim; }
+  const Mask2FormerOptions& options() const { return options_; }
+
+  backbones::ResNet backbone{nullptr};
+  MSDeformAttnPixelDecoder pixel_decoder{nullptr};
+  MaskedTransformerDecoder predictor{nullptr};  // the original's sem_seg_head.predictor
+
+ private:
+  Mask2FormerOptions options_;
+  SetCriterion criterion_;
+};
+
+void add_mask2former_keys(Schema& schema);
+
+}  // namespace wico::topdown

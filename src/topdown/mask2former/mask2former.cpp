@@ -1,0 +1,126 @@
+#include "wico/topdown/mask2former/mask2former.h"
+
+#include <ATen/ATen.h>
+
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+#include "wico/core/schema.h"
+#include "wico/topdown/mask2former/inference.h"
+
+namespace wico::topdown {
+
+Mask2FormerOptions Mask2FormerOptions::from_config(const Config& c) {
+  Mask2FormerOptions o;
+  o.backbone = backbones::ResNetOptions::preset(c.text("mask2former.backbone"));
+  o.backbone.width = c.integer("mask2former.backbone_width");
+  o.backbone.freeze_at = c.integer("mask2former.freeze_at");
+  o.backbone.norm = c.text("mask2former.backbone_norm") == "frozen"
+                        ? backbones::ResNetNorm::kFrozenBatchNorm
+                        : backbones::ResNetNorm::kBatchNorm;
+  const std::int64_t dim = c.integer("mask2former.hidden_dim");
+  auto& pd = o.pixel_decoder;
+  for (std::int64_t i = 0; i < 4; ++i) pd.in_channels.push_back(o.backbone.stage_channels(i));
+  pd.conv_dim = dim;
+  pd.mask_dim = dim;
+  pd.num_layers = c.integer("mask2former.encoder_layers");
+  pd.num_heads = c.integer("mask2former.heads");
+  pd.num_points = c.integer("mask2former.encoder_points");
+  pd.ffn_dim = c.integer("mask2former.encoder_ffn");
+  pd.num_groups = c.integer("mask2former.groups");
+  auto& d = o.decoder;
+  d.in_channels = dim;
+  d.hidden_dim = dim;
+  d.mask_dim = dim;
+  d.num_queries = c.integer("mask2former.queries");
+  d.num_heads = c.integer("mask2former.heads");
+  d.ffn_dim = c.integer("mask2former.decoder_ffn");
+  d.num_layers = c.integer("mask2former.decoder_layers");
+  d.num_classes = c.integer("top_down.num_classes");
+  auto& cr = o.criterion;
+  cr.num_classes = d.num_classes;
+  cr.class_weight = c.real("mask2former.class_weight");
+  cr.mask_weight = c.real("mask2former.mask_weight");
+  cr.dice_weight = c.real("mask2former.dice_weight");
+  cr.no_object_weight = c.real("mask2former.no_object_weight");
+  cr.num_points = c.integer("mask2former.points");
+  cr.oversample_ratio = c.real("mask2former.oversample_ratio");
+  cr.importance_sample_ratio = c.real("mask2former.importance_sample_ratio");
+  o.validate();
+  return o;
+}
+
+void Mask2FormerOptions::validate() const {
+  backbone.validate();
+  pixel_decoder.validate();
+  decoder.validate();
+  if (pixel_decoder.conv_dim % pixel_decoder.num_groups != 0) {
+    throw ConfigError("mask2former.hidden_dim (" + std::to_string(pixel_decoder.conv_dim) +
+                      ") must be a multiple of mask2former.groups (" +
+                      std::to_string(pixel_decoder.num_groups) + ")");
+  }
+}
+
+Mask2FormerExtractor::Mask2FormerExtractor(Mask2FormerOptions options)
+    : options_(std::move(options)), criterion_(options_.criterion) {
+  options_.validate();
+  backbone = register_module("backbone", backbones::ResNet(options_.backbone));
+  pixel_decoder = register_module("pixel_decoder", MSDeformAttnPixelDecoder(options_.pixel_decoder));
+  predictor = register_module("predictor", MaskedTransformerDecoder(options_.decoder));
+}
+
+ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
+  const PixelDecoderOutput pixels = pixel_decoder->forward(backbone->forward(images));
+  DecoderPredictions p = predictor->forward(pixels.multi_scale, pixels.mask_features);
+  ExtractorOutput out;
+  out.class_logits = std::move(p.class_logits);
+  out.mask_logits = std::move(p.mask_logits);
+  out.query_embeddings = std::move(p.query_embeddings);
+  out.auxiliary = std::move(p.auxiliary);
+  out.features = pixels.mask_features;
+  out.feature_stride = 4;
+  return out;
+}
+
+std::map<std::string, at::Tensor> Mask2FormerExtractor::loss(const ExtractorOutput& output,
+                                                             const InstanceCandidates& targets) {
+  DecoderPredictions p;
+  p.class_logits = output.class_logits;
+  p.mask_logits = output.mask_logits;
+  p.query_embeddings = output.query_embeddings;
+  p.auxiliary = output.auxiliary;
+  return criterion_(p, targets);
+}
+
+InstanceCandidates Mask2FormerExtractor::detect(const ExtractorOutput& output, std::int64_t top_k,
+                                                std::int64_t size) {
+  return detect_instances(output.class_logits, output.mask_logits, top_k, size).instances;
+}
+
+void add_mask2former_keys(Schema& schema) {
+  schema
+      .text("mask2former.backbone", "resnet50", "ResNet trunk: resnet18, resnet34, resnet50, resnet101")
+      .integer("mask2former.backbone_width", 64,
+               "channels of the trunk's stem (torchvision: 64; smaller for CPU-sized runs)", 1)
+      .text("mask2former.backbone_norm", "frozen",
+            "frozen (detectron2's FrozenBatchNorm, for pretrained trunks) or batch (trained "
+            "from scratch)", {"frozen", "batch"})
+      .integer("mask2former.freeze_at", 0, "detectron2's FREEZE_AT: 0 trains the whole trunk", 0, 5)
+      .integer("mask2former.hidden_dim", 256, "pixel decoder and transformer decoder width", 1)
+      .integer("mask2former.heads", 8, "attention heads (encoder and decoder)", 1)
+      .integer("mask2former.encoder_layers", 6, "deformable-attention encoder layers", 0)
+      .integer("mask2former.encoder_points", 4, "sampling points per head and level", 1)
+      .integer("mask2former.encoder_ffn", 1024, "encoder feed-forward width", 1)
+      .integer("mask2former.groups", 32, "GroupNorm groups of the pixel decoder", 1)
+      .integer("mask2former.queries", 100, "object queries", 1)
+      .integer("mask2former.decoder_layers", 9, "masked-attention decoder layers", 1)
+      .integer("mask2former.decoder_ffn", 2048, "decoder feed-forward width", 1)
+      .real("mask2former.class_weight", 2.0, "classification loss weight", 0.0)
+      .real("mask2former.mask_weight", 5.0, "mask sigmoid cross-entropy weight", 0.0)
+      .real("mask2former.dice_weight", 5.0, "mask Dice loss weight", 0.0)
+      .real("mask2former.no_object_weight", 0.1, "class weight of 'no object'", 0.0)
+      .integer("mask2former.points", 12544, "points sampled per mask for the mask losses", 1)
+      .real("mask2former.oversample_ratio", 3.0, "PointRend over-sampling before picking uncertain points", 1.0)
+      .real("mask2former.importance_sample_ratio", 0.75, "share of points picked by uncertainty", 0.0, 1.0);
+}
+
+}  // namespace wico::topdown

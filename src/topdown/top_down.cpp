@@ -1,0 +1,135 @@
+#include "wico/topdown/top_down.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+#include "wico/data/loader.h"
+
+namespace wico::topdown {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// For each sample, the candidate whose mask overlaps the target most (IoU at the input size).
+at::Tensor best_overlapping(const at::Tensor& masks, const at::Tensor& valid,
+                            const at::Tensor& targets) {
+  const at::NoGradGuard no_grad;
+  const at::Tensor m = (masks > 0.5).flatten(2).to(at::kFloat);  // [B, N, P]
+  const at::Tensor t = targets.flatten(1).unsqueeze(1);          // [B, 1, P]
+  const at::Tensor inter = (m * t).sum(-1);
+  const at::Tensor uni = m.sum(-1) + t.sum(-1) - inter;
+  const at::Tensor iou = (inter / uni.clamp_min(1.0)).masked_fill(valid.logical_not(), -1.0);
+  return iou.argmax(1);
+}
+
+}  // namespace
+
+InstanceCandidates ground_truth_candidates(const data::Batch& batch) {
+  const double size = static_cast<double>(batch.images.size(-1));
+  InstanceCandidates c;
+  c.masks = batch.candidate_masks.to(at::kFloat);
+  c.boxes = batch.candidate_boxes / size;
+  c.valid = batch.candidate_valid;
+  c.classes = (batch.candidate_classes - 1).clamp_min(0).masked_fill(c.valid.logical_not(), 0);
+  c.scores = c.valid.to(at::kFloat);
+  return c;
+}
+
+at::Tensor top_down_result(const TopDownOutput& output) {
+  const std::int64_t b = output.masks.size(0);
+  const at::Tensor rows = at::arange(b, output.best.options());
+  const at::Tensor mask = output.masks.index({rows, output.best});     // [B, S, S]
+  const at::Tensor score = output.scores.index({rows, output.best});   // [B]
+  return (mask * score.view({b, 1, 1})).unsqueeze(1);
+}
+
+TopDownBranch::TopDownBranch(const Config& config)
+    : num_classes_(config.integer("top_down.num_classes")),
+      top_k_(config.integer("top_down.top_k")),
+      train_on_ground_truth_(config.text("top_down.train_candidates") == "ground_truth"),
+      eval_on_ground_truth_(config.text("top_down.eval_candidates") == "ground_truth"),
+      detach_features_(config.flag("top_down.detach_features")) {
+  extractor_ = register_module("extractor", build_extractor(config));
+  matcher_ = register_module("matcher", build_matcher(config));
+}
+
+TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses) {
+  TopDownOutput out;
+  const auto start = std::chrono::steady_clock::now();
+  const ExtractorOutput extracted = extractor_->forward(batch.images);
+  const bool on_ground_truth = is_training() ? train_on_ground_truth_ : eval_on_ground_truth_;
+  const bool need_truth = with_losses || on_ground_truth;
+  InstanceCandidates truth;
+  if (need_truth) {
+    truth = ground_truth_candidates(batch);
+    if (truth.classes.numel() > 0) {
+      const std::int64_t top = truth.classes.max().item<std::int64_t>();
+      if (top >= num_classes_) {
+        throw ConfigError("top_down.num_classes is " + std::to_string(num_classes_) +
+                          " but the data has category id " + std::to_string(top + 1) +
+                          " (class index = category id - 1)");
+      }
+    }
+  }
+  if (with_losses) out.losses = extractor_->loss(extracted, truth);
+  const std::int64_t size = batch.images.size(-1);
+  InstanceCandidates candidates =
+      on_ground_truth ? truth : extractor_->detect(extracted, top_k_, size);
+  out.extractor_seconds = seconds_since(start);
+
+  const auto matched_at = std::chrono::steady_clock::now();
+  MatcherInput input;
+  input.features = detach_features_ ? extracted.features.detach() : extracted.features;
+  input.feature_stride = extracted.feature_stride;
+  input.candidates = candidates;
+  input.token_ids = batch.token_ids;
+  input.attention_mask = batch.attention_mask;
+  const MatcherOutput matched = matcher_->forward(input);
+  if (with_losses) {
+    const at::Tensor target = on_ground_truth
+                                  ? batch.target_index
+                                  : best_overlapping(candidates.masks, candidates.valid,
+                                                     batch.targets);
+    for (auto& [name, value] : matcher_->loss(input, matched, target)) out.losses[name] = value;
+    out.target = target;
+  }
+  out.matcher_seconds = seconds_since(matched_at);
+
+  out.masks = on_ground_truth ? candidates.masks : (candidates.masks > 0.5).to(at::kFloat);
+  out.embeddings = matched.embeddings;
+  out.scores = matched.scores;
+  out.valid = candidates.valid;
+  out.best = matched.scores.detach().masked_fill(candidates.valid.logical_not(), -1.0).argmax(1);
+  return out;
+}
+
+TopDownModel::TopDownModel(const Config& config) {
+  branch_ = register_module("branch", std::make_shared<TopDownBranch>(config));
+}
+
+nn::RisOutput TopDownModel::forward(const data::Batch& batch, bool with_losses) {
+  TopDownOutput out = branch_->forward(batch, with_losses);
+  nn::RisOutput result;
+  const std::int64_t b = out.masks.size(0);
+  const at::Tensor rows = at::arange(b, out.best.options());
+  // The branch's answer is the chosen mask itself (thresholded at 0.5); Eq. 1's product with
+  // the score is what WiCo fuses (top_down_result).
+  result.probabilities["top_down"] = out.masks.index({rows, out.best}).unsqueeze(1);
+  result.confidences["top_down"] = out.scores.index({rows, out.best}).detach();
+  result.losses = std::move(out.losses);
+  result.seconds["top_down"] = out.extractor_seconds + out.matcher_seconds;
+  return result;
+}
+
+double TopDownModel::threshold(const std::string& branch) const {
+  WICO_CHECK(branch == "top_down", "a top-down model has no branch '", branch, "'");
+  return 0.5;
+}
+
+}  // namespace wico::topdown

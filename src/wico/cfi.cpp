@@ -1,0 +1,109 @@
+#include "wico/wico/cfi.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "wico/core/error.h"
+
+namespace wico::model {
+
+void CfiOptions::validate() const {
+  auto positive = [](std::int64_t v, const char* key) {
+    if (v <= 0) throw ConfigError(std::string(key) + " must be positive (it is " + std::to_string(v) + ")");
+  };
+  positive(instance_dim, "the top-down embedding width");
+  positive(pixel_dim, "the bottom-up embedding width");
+  positive(dim, "wico.cfi_dim");
+  positive(heads, "wico.cfi_heads");
+  positive(ffn_dim, "wico.cfi_ffn");
+  if (layers < 0) throw ConfigError("wico.cfi_layers must be >= 0");
+  if (dim % heads != 0 || dim % 2 != 0) {
+    throw ConfigError("wico.cfi_dim (" + std::to_string(dim) + ") must be even and a multiple of wico.cfi_heads (" +
+                      std::to_string(heads) + ")");
+  }
+}
+
+at::Tensor sine_position_embedding(std::int64_t h, std::int64_t w, std::int64_t dim,
+                                   const at::TensorOptions& options) {
+  const std::int64_t feats = dim / 2;
+  const double scale = 2 * M_PI, eps = 1e-6;
+  const at::Tensor y = (at::arange(1, h + 1, options) / (h + eps) * scale).view({h, 1, 1});
+  const at::Tensor x = (at::arange(1, w + 1, options) / (w + eps) * scale).view({1, w, 1});
+  const at::Tensor i = at::arange(feats, options);
+  const at::Tensor dim_t = at::pow(10000.0, 2 * at::floor_divide(i, 2) / feats);
+  auto interleave = [&](const at::Tensor& p) {  // sin on even channels, cos on odd
+    const at::Tensor a = p / dim_t;                 // [.., feats]
+    const at::Tensor even = a.slice(-1, 0, feats, 2).sin(), odd = a.slice(-1, 1, feats, 2).cos();
+    return at::stack({even, odd}, -1).flatten(-2);
+  };
+  const at::Tensor py = interleave(y).expand({h, w, feats});
+  const at::Tensor px = interleave(x).expand({h, w, feats});
+  return at::cat({py, px}, -1).reshape({1, h * w, dim});
+}
+
+ComplementaryFeatureInteractionImpl::ComplementaryFeatureInteractionImpl(CfiOptions options)
+    : options_(options) {
+  options_.validate();
+  const auto d = options_.dim;
+  query_proj_ = register_module("query_proj", torch::nn::Linear(options_.instance_dim, d));
+  memory_proj_ = register_module("memory_proj", torch::nn::Linear(options_.pixel_dim, d));
+  for (std::int64_t l = 0; l < options_.layers; ++l) {
+    const auto i = std::to_string(l);
+    cross_.push_back(register_module("cross." + i, topdown::CrossAttentionLayer(d, options_.heads, false)));
+    self_.push_back(register_module("self." + i, topdown::MultiheadAttention(d, options_.heads)));
+    self_norm_.push_back(register_module("self_norm." + i,
+                                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}))));
+    ffn_.push_back(register_module("ffn." + i, topdown::FFNLayer(d, options_.ffn_dim, false)));
+  }
+  norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  score_head_ = register_module("score_head", torch::nn::Linear(d, 1));
+  assign_proj_ = register_module("assign_proj", torch::nn::Linear(d, options_.pixel_dim));
+  const auto p = options_.pixel_dim;
+  fuse_weight_ = register_parameter("fuse.weight", at::zeros({p, 2 * p}));
+  fuse_bias_ = register_parameter("fuse.bias", at::zeros({p}));
+}
+
+CfiOutput ComplementaryFeatureInteractionImpl::forward(const at::Tensor& embeddings,
+                                                       const at::Tensor& scores,
+                                                       const at::Tensor& valid,
+                                                       const at::Tensor& masks,
+                                                       const at::Tensor& pixel_embeddings) {
+  const std::int64_t b = embeddings.size(0), n = embeddings.size(1);
+  const std::int64_t c = pixel_embeddings.size(1), h = pixel_embeddings.size(2),
+                     w = pixel_embeddings.size(3);
+  const at::Tensor valid_f = valid.to(embeddings.dtype());
+  // Eq. 5: queries are the score-modulated instance embeddings (padding zeroed).
+  at::Tensor q = query_proj_->forward(embeddings * (scores * valid_f).unsqueeze(-1));
+  const at::Tensor flat = pixel_embeddings.flatten(2).transpose(1, 2);  // [B, hw, C]
+  const at::Tensor memory = memory_proj_->forward(flat);
+  const at::Tensor pos = sine_position_embedding(h, w, options_.dim, memory.options());
+  // Instances attend to the valid instances only (a sample with none attends to itself).
+  at::Tensor blocked = valid.logical_not().unsqueeze(1).expand({b, n, n}).clone();
+  blocked.logical_and_(at::eye(n, valid.options()).logical_not().unsqueeze(0));
+  for (std::size_t l = 0; l < cross_.size(); ++l) {
+    q = cross_[l]->forward(q, memory, {}, pos, {});
+    q = self_norm_[l]->forward(q + self_[l]->forward(q, q, q, blocked));
+    q = ffn_[l]->forward(q);
+  }
+  CfiOutput out;
+  out.embeddings = norm_->forward(q);
+  out.score_logits =
+      score_head_->forward(out.embeddings).squeeze(-1).masked_fill(valid.logical_not(), -INFINITY);
+  // A sample without valid instances would give NaN: its scores are all zero instead.
+  const at::Tensor any = valid.any(1, true);
+  out.scores = at::where(any, out.score_logits.masked_fill(any.logical_not(), 0).softmax(1),
+                         at::zeros_like(out.score_logits));
+  // Eq. 3: each pixel sums the embeddings of the instances covering it (area-resampled masks,
+  // binarised, so overlapping instances add up as the indicator sum does).
+  at::Tensor m = masks.to(embeddings.dtype());
+  if (m.size(-2) != h || m.size(-1) != w) m = at::adaptive_avg_pool2d(m, {h, w});
+  m = (m > 0.5).to(embeddings.dtype()) * valid_f.view({b, n, 1, 1});
+  const at::Tensor assigned = assign_proj_->forward(out.embeddings);  // [B, N, C]
+  const at::Tensor a = at::bmm(m.flatten(2).transpose(1, 2), assigned);  // [B, hw, C]
+  const at::Tensor fused = at::linear(at::cat({flat, a}, -1), fuse_weight_, fuse_bias_);
+  out.pixel_embeddings = pixel_embeddings + fused.transpose(1, 2).reshape({b, c, h, w});
+  return out;
+}
+
+}  // namespace wico::model

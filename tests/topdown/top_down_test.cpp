@@ -1,0 +1,175 @@
+#include "wico/topdown/top_down.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+#include "topdown/toy_batch.h"
+#include "wico/core/config.h"
+#include "wico/core/error.h"
+#include "wico/data/loader.h"
+#include "wico/topdown/mask2former/mask2former.h"
+
+namespace wico::topdown {
+namespace {
+
+using torch::indexing::Slice;
+
+// The tiny sizes of configs/tiny/topdown.yaml (smaller still where a test allows).
+std::vector<std::string> tiny_overrides() {
+  return {"text.tokenizer=wordpiece",       "top_down.num_classes=6",
+          "top_down.top_k=4",               "mask2former.backbone=resnet18",
+          "mask2former.backbone_width=8",   "mask2former.backbone_norm=batch",
+          "mask2former.hidden_dim=32",      "mask2former.heads=4",
+          "mask2former.groups=8",           "mask2former.encoder_layers=1",
+          "mask2former.encoder_ffn=64",     "mask2former.queries=6",
+          "mask2former.decoder_layers=2",   "mask2former.decoder_ffn=64",
+          "mask2former.points=256",         "mattnet.word_embedding_dim=16",
+          "mattnet.hidden_dim=16",          "mattnet.joint_dim=16",
+          "mattnet.embedding_dim=24"};
+}
+
+Config tiny_config(std::vector<std::string> extra = {}) {
+  auto overrides = tiny_overrides();
+  overrides.insert(overrides.end(), extra.begin(), extra.end());
+  return Config::defaults(overrides);
+}
+
+TEST(TopDownBranch, GroundTruthCandidatesAreTheBatchsInstances) {
+  const data::Batch b = test::toy_instance_batch();
+  const InstanceCandidates c = ground_truth_candidates(b);
+  EXPECT_EQ(c.masks.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(c.classes, torch::tensor({{0, 3, 5}, {1, 1, 0}}, torch::kLong)));
+  EXPECT_TRUE(torch::allclose(c.boxes[0][1], torch::tensor({30.f, 8.f, 60.f, 20.f}) / 64));
+  EXPECT_TRUE(torch::equal(c.valid, b.candidate_valid));
+}
+
+TEST(TopDownBranch, ResultIsTheBestMaskTimesItsScore) {
+  TopDownOutput out;
+  out.masks = torch::zeros({2, 3, 4, 4});
+  out.masks.index_put_({0, 2, Slice(0, 2), Slice(0, 2)}, 1.0);
+  out.masks.index_put_({1, 0, Slice(2, 4), Slice()}, 1.0);
+  out.scores = torch::tensor({{0.1f, 0.2f, 0.7f}, {0.6f, 0.4f, 0.0f}});
+  out.best = torch::tensor({2, 0}, torch::kLong);
+  const auto p = top_down_result(out);  // Eq. 1
+  ASSERT_EQ(p.sizes(), (torch::IntArrayRef{2, 1, 4, 4}));
+  EXPECT_FLOAT_EQ(p.sum().item<float>(), 4 * 0.7f + 8 * 0.6f);
+  EXPECT_FLOAT_EQ(p[0][0][1][1].item<float>(), 0.7f);
+  EXPECT_FLOAT_EQ(p[0][0][3][3].item<float>(), 0.0f);
+}
+
+TEST(TopDownBranch, TrainsOnGroundTruthAndEvaluatesOnDetections) {
+  torch::manual_seed(0);
+  TopDownBranch branch(tiny_config());
+  const data::Batch b = test::toy_instance_batch();
+  TopDownOutput train = branch.forward(b, true);
+  EXPECT_EQ(train.masks.sizes(), (torch::IntArrayRef{2, 3, 64, 64}));
+  EXPECT_EQ(train.embeddings.sizes(), (torch::IntArrayRef{2, 3, 24}));
+  EXPECT_NEAR(train.scores[0].sum().item<double>(), 1.0, 1e-5);
+  EXPECT_EQ(train.scores[1][2].item<double>(), 0.0);  // padding
+  for (const char* part : {"td_class", "td_mask", "td_dice", "match_rank", "match_ce"}) {
+    ASSERT_TRUE(train.losses.count(part)) << part;
+    EXPECT_TRUE(std::isfinite(train.losses[part].item<double>())) << part;
+  }
+  branch.eval();
+  torch::NoGradGuard no_grad;
+  TopDownOutput test = branch.forward(b, false);
+  EXPECT_EQ(test.masks.sizes(), (torch::IntArrayRef{2, 4, 64, 64}));  // top_k detections
+  EXPECT_TRUE(torch::equal(test.masks, (test.masks > 0.5).to(torch::kFloat)));
+  EXPECT_TRUE(test.losses.empty());
+}
+
+TEST(TopDownBranch, DetachedFeaturesKeepTheMatchersLossOutOfTheExtractor) {
+  for (const bool detach : {true, false}) {
+    torch::manual_seed(1);
+    TopDownBranch branch(tiny_config({"top_down.detach_features=" + std::string(detach ? "true" : "false")}));
+    const TopDownOutput out = branch.forward(test::toy_instance_batch(), true);
+    (out.losses.at("match_rank") + out.losses.at("match_ce")).backward();
+    double extractor_grad = 0, matcher_grad = 0;
+    for (const auto& p : branch.extractor().parameters()) {
+      if (p.grad().defined()) extractor_grad += p.grad().abs().sum().item<double>();
+    }
+    for (const auto& p : branch.matcher().parameters()) {
+      if (p.grad().defined()) matcher_grad += p.grad().abs().sum().item<double>();
+    }
+    EXPECT_GT(matcher_grad, 0.0);
+    if (detach) {
+      EXPECT_EQ(extractor_grad, 0.0);
+    } else {
+      EXPECT_GT(extractor_grad, 0.0);
+    }
+  }
+}
+
+TEST(TopDownBranch, EveryParameterLearnsFromTheLosses) {
+  torch::manual_seed(2);
+  TopDownBranch branch(tiny_config({"top_down.detach_features=false"}));
+  const TopDownOutput out = branch.forward(test::toy_instance_batch(), true);
+  torch::Tensor total = torch::zeros({});
+  for (const auto& [name, loss] : out.losses) total = total + loss;
+  total.backward();
+  for (const auto& p : branch.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_TRUE(p.value().grad().isfinite().all().item<bool>()) << p.key();
+  }
+}
+
+TEST(TopDownBranch, CategoryBeyondNumClassesNamesTheKey) {
+  TopDownBranch branch(tiny_config({"top_down.num_classes=5"}));
+  const auto message = test::thrown_message<ConfigError>([&] { branch.forward(test::toy_instance_batch(), true); });
+  EXPECT_NE(message.find("top_down.num_classes is 5"), std::string::npos) << message;
+  EXPECT_NE(message.find("category id 6"), std::string::npos) << message;
+}
+
+TEST(TopDownModel, AnswersWithTheChosenMaskAndItsScore) {
+  torch::manual_seed(3);
+  TopDownModel model(tiny_config({"top_down.eval_candidates=ground_truth"}));
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const data::Batch b = test::toy_instance_batch();
+  const nn::RisOutput out = model.forward(b, false);
+  const auto& p = out.probabilities.at("top_down");
+  ASSERT_EQ(p.sizes(), (torch::IntArrayRef{2, 1, 64, 64}));
+  const TopDownOutput raw = model.branch().forward(b, false);
+  for (std::int64_t i = 0; i < 2; ++i) {
+    const std::int64_t best = raw.best[i].item<std::int64_t>();
+    EXPECT_TRUE(torch::equal(p[i][0], raw.masks[i][best]));
+    EXPECT_FLOAT_EQ(out.confidences.at("top_down")[i].item<float>(), raw.scores[i][best].item<float>());
+  }
+  EXPECT_EQ(model.threshold("top_down"), 0.5);
+}
+
+TEST(Mask2FormerExtractor, PaperSizeMatchesThePublishedArchitecture) {
+  const Mask2FormerOptions options = Mask2FormerOptions::from_config(Config::defaults({"top_down.num_classes=80"}));
+  torch::manual_seed(0);
+  Mask2FormerExtractor m2f(options);
+  std::int64_t trunk = 0, total = 0;
+  for (const auto& p : m2f.backbone->named_parameters()) trunk += p.value().numel();
+  for (const auto& b : m2f.backbone->named_buffers()) {
+    // Frozen batch norm keeps its affine as buffers: count them as the published figure does.
+    if (b.key().find("weight") != std::string::npos || b.key().find("bias") != std::string::npos) {
+      trunk += b.value().numel();
+    }
+  }
+  for (const auto& p : m2f.parameters()) total += p.numel();
+  total += trunk - [&] {
+    std::int64_t n = 0;
+    for (const auto& p : m2f.backbone->parameters()) n += p.numel();
+    return n;
+  }();
+  EXPECT_EQ(trunk, 23508032);  // torchvision resnet50 without fc
+  // Mask2Former R50 (COCO instance): 44M parameters in the paper's model zoo.
+  EXPECT_NEAR(static_cast<double>(total) / 1e6, 44.0, 0.5) << total;
+  m2f.eval();
+  torch::NoGradGuard no_grad;
+  const ExtractorOutput out = m2f.forward(torch::randn({1, 3, 480, 480}));
+  EXPECT_EQ(out.class_logits.sizes(), (torch::IntArrayRef{1, 100, 81}));
+  EXPECT_EQ(out.mask_logits.sizes(), (torch::IntArrayRef{1, 100, 120, 120}));
+  EXPECT_EQ(out.features.sizes(), (torch::IntArrayRef{1, 256, 120, 120}));
+  EXPECT_EQ(out.auxiliary.size(), 9u);
+  EXPECT_TRUE(out.mask_logits.isfinite().all().item<bool>());
+}
+
+}  // namespace
+}  // namespace wico::topdown

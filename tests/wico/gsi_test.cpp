@@ -1,0 +1,91 @@
+#include "wico/wico/gsi.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+#include "wico/core/error.h"
+#include "wico/wico/integration.h"
+
+namespace wico::model {
+namespace {
+
+using torch::indexing::Slice;
+
+TEST(Gsi, StraightThroughTopDownHasEq1sValueAndPassesGradientsToEveryScore) {
+  auto masks = torch::zeros({1, 3, 2, 2});
+  masks.index_put_({0, 0, 0, Slice()}, 1.0);  // 2 pixels
+  masks.index_put_({0, 1}, 1.0);              // 4 pixels
+  masks.index_put_({0, 2, 1, 1}, 1.0);        // 1 pixel
+  auto scores = torch::tensor({{0.2f, 0.5f, 0.3f}}, torch::requires_grad());
+  const auto p = straight_through_top_down(masks, scores);
+  EXPECT_TRUE(torch::allclose(p, 0.5f * masks.narrow(1, 1, 1)));  // m^argmax * s^argmax
+  p.sum().backward();
+  // d/ds_j sum(m_j * lambda_j * s_j) = |m_j| * (onehot_j + s_j): the straight-through term.
+  const auto expected = torch::tensor({{2 * 0.2f, 4 * (1 + 0.5f), 1 * 0.3f}});
+  EXPECT_TRUE(torch::allclose(scores.grad(), expected)) << scores.grad();
+}
+
+TEST(Gsi, ScoresAreSampledWithTheReparameterisationTrickUnderASeed) {
+  const auto head = torch::tensor({{0.6f, std::log(0.1f)}, {0.3f, std::log(0.2f)}});
+  torch::manual_seed(7);
+  const auto a = score_branch(head, true);
+  torch::manual_seed(7);
+  const auto eps = torch::randn({2});
+  EXPECT_TRUE(torch::allclose(a.sampled, torch::tensor({0.6f, 0.3f}) + torch::tensor({0.1f, 0.2f}) * eps));
+  torch::manual_seed(7);
+  EXPECT_TRUE(torch::equal(score_branch(head, true).sampled, a.sampled));
+  const auto at_eval = score_branch(head, false);
+  EXPECT_TRUE(torch::equal(at_eval.sampled, at_eval.mu));
+  const auto si = score_branch(torch::tensor({{0.4f}, {0.9f}}), true);  // one value: no sampling
+  EXPECT_FALSE(si.log_sigma.defined());
+  EXPECT_TRUE(torch::equal(si.sampled, torch::tensor({0.4f, 0.9f})));
+}
+
+TEST(Gsi, SampledScoresCarryGradientsToMuAndSigma) {
+  auto head = torch::tensor({{0.5f, -1.0f}}, torch::requires_grad());
+  torch::manual_seed(3);
+  const auto s = score_branch(head, true);
+  s.sampled.sum().backward();
+  torch::manual_seed(3);
+  const float eps = torch::randn({1}).item<float>();
+  EXPECT_FLOAT_EQ(head.grad()[0][0].item<float>(), 1.0f);
+  EXPECT_NEAR(head.grad()[0][1].item<float>(), std::exp(-1.0f) * eps, 1e-6);
+}
+
+TEST(Gsi, BlendIsEq12) {
+  const auto p_td = torch::full({2, 1, 1, 2}, 1.0f);
+  const auto p_bu = torch::full({2, 1, 1, 2}, 0.5f);
+  const auto out = blend(p_td, torch::tensor({0.8f, 0.2f}), p_bu, torch::tensor({0.4f, 1.0f}));
+  EXPECT_FLOAT_EQ(out[0][0][0][0].item<float>(), (0.8f + 0.5f * 0.4f) / 2);
+  EXPECT_FLOAT_EQ(out[1][0][0][1].item<float>(), (0.2f + 0.5f * 1.0f) / 2);
+}
+
+TEST(Gsi, BinarisedIouIsTheTargetOfTheRegression) {
+  auto p = torch::zeros({3, 1, 2, 2});
+  auto t = torch::zeros({3, 1, 2, 2});
+  p.index_put_({0, 0, 0}, 0.9f);  // top row predicted
+  t.index_put_({0, 0, Slice(), 0}, 1.0f);  // left column true: I = 1, U = 3
+  p.index_put_({1, 0, 1, 1}, 0.3f);  // below tau: empty against one true pixel
+  t.index_put_({1, 0, 1, 1}, 1.0f);
+  const auto iou = binarised_iou(p, t, 0.35);  // sample 2: empty against empty
+  EXPECT_TRUE(torch::allclose(iou, torch::tensor({1.0f / 3, 0.0f, 1.0f})));
+}
+
+TEST(Integration, FixedRulesAndNames) {
+  const auto a = torch::tensor({0.0f, 1.0f, 1.0f}).view({1, 1, 1, 3});
+  const auto b = torch::tensor({0.6f, 0.2f, 0.9f}).view({1, 1, 1, 3});
+  EXPECT_TRUE(torch::allclose(combine_fixed(Integration::kIntersection, a, b), torch::tensor({0.0f, 0.2f, 0.9f}).view({1, 1, 1, 3})));
+  EXPECT_TRUE(torch::allclose(combine_fixed(Integration::kUnion, a, b), torch::tensor({0.6f, 1.0f, 1.0f}).view({1, 1, 1, 3})));
+  EXPECT_TRUE(torch::allclose(combine_fixed(Integration::kAverage, a, b), torch::tensor({0.3f, 0.6f, 0.95f}).view({1, 1, 1, 3})));
+  for (const char* name : {"intersection", "union", "average", "si", "gsi"}) {
+    EXPECT_EQ(integration_name(parse_integration(name)), name);
+  }
+  const auto message = test::thrown_message<ConfigError>([] { parse_integration("mean"); });
+  EXPECT_NE(message.find("wico.integration 'mean'"), std::string::npos) << message;
+  EXPECT_TRUE(learns_confidences(Integration::kScore));
+  EXPECT_FALSE(learns_confidences(Integration::kAverage));
+}
+
+}  // namespace
+}  // namespace wico::model

@@ -1,0 +1,52 @@
+// `wico tables`: regenerates the paper's Table 1, 2 or 3 on a data root (trains or reuses the runs
+// each table needs, evaluates them, prints ours beside the paper's).
+#include <iostream>
+#include <sstream>
+
+#include "../commands.h"
+#include "wico/core/error.h"
+#include "wico/core/runtime.h"
+#include "wico/wico/tables.h"
+
+namespace wico::tool {
+
+Action add_tables_command(CLI::App& app) {
+  auto* sub = app.add_subcommand(
+      "tables", "regenerate the paper's Table 1, 2 or 3: train or reuse the runs it needs, "
+                "evaluate them, print ours beside the paper's numbers");
+  struct Options {
+    model::TablesOptions tables;
+    std::string root = "data/synthetic", runs = "runs/tables", configs = "configs/tiny",
+                paper = "configs/paper_results.yaml", seeds = "0";
+  };
+  auto o = std::make_shared<Options>();
+  sub->add_option("--table", o->tables.table, "1, 2 or 3")->required()->check(CLI::Range(1, 3));
+  sub->add_option("--root", o->root, "data root (data.root of every run)")->capture_default_str();
+  sub->add_option("--runs", o->runs, "folder of the runs (reused when there)")->capture_default_str();
+  sub->add_option("--configs", o->configs,
+                  "folder of topdown.yaml, <backend>.yaml and wico_<backend>_mattnet.yaml")
+      ->capture_default_str();
+  sub->add_option("--paper", o->paper, "the paper's numbers")->capture_default_str();
+  sub->add_option("--seeds", o->seeds, "comma-separated seeds of the fine-tuning runs (Table 2's spread)")
+      ->capture_default_str();
+  sub->add_option("--set", o->tables.overrides, "KEY=VALUE for every run (repeatable)");
+  sub->add_flag("--dry-run", o->tables.dry_run, "print the commands it would run, run nothing");
+  return [o]() {
+    model::TablesOptions t = o->tables;
+    t.data_root = o->root;
+    t.runs = o->runs;
+    t.configs = o->configs;
+    t.paper = o->paper;
+    t.wico = own_executable();
+    t.seeds.clear();
+    std::stringstream in(o->seeds);
+    for (std::string s; std::getline(in, s, ',');) {
+      if (!s.empty()) t.seeds.push_back(std::stoll(s));
+    }
+    if (t.seeds.empty()) throw ConfigError("--seeds needs at least one seed");
+    std::cout << model::make_table(t);
+    return 0;
+  };
+}
+
+}  // namespace wico::tool
