@@ -158,9 +158,11 @@ TEST(SetCriterionMatching, PermutationOfTheTargetsIsRecovered) {
   at::Tensor padded = at::zeros({4, 16, 16});
   padded[0].copy_(three_masks()[0]);
   padded.narrow(0, 2, 2).copy_(three_masks().narrow(0, 1, 2));
-  InstanceCandidates targets = make_targets({three_masks(), padded}, {classes, {2, 3, 0, 2}}, 16, 16);
+  InstanceCandidates targets =
+      make_targets({three_masks(), padded}, {classes, {2, 3, 0, 2}}, 16, 16);
   targets.valid[1][1].fill_(false);
-  const auto indices = hungarian_match(at::stack({cls, cls}), at::stack({mask, mask}), targets, opts);
+  const auto indices =
+      hungarian_match(at::stack({cls, cls}), at::stack({mask, mask}), targets, opts);
   ASSERT_EQ(indices.size(), 2u);
   // Sorted by prediction: queries 1, 3, 4 took targets 1, 2, 0.
   EXPECT_TRUE(at::equal(indices[0].first, at::tensor({1, 3, 4}, at::kLong)));
@@ -185,8 +187,10 @@ TEST(SetCriterionMatching, EqualsBruteForceOverAssignments) {
     // The same points: the matcher's only draw for a single image.
     at::manual_seed(7 + trial);
     const at::Tensor coords = at::rand({1, opts.num_points, 2});
-    const at::Tensor pp = point_sample(mask[0].unsqueeze(1), coords.expand({q, -1, -1}).contiguous()).squeeze(1);
-    const at::Tensor tp = point_sample(gt.unsqueeze(1), coords.expand({n, -1, -1}).contiguous()).squeeze(1);
+    const at::Tensor pp =
+        point_sample(mask[0].unsqueeze(1), coords.expand({q, -1, -1}).contiguous()).squeeze(1);
+    const at::Tensor tp =
+        point_sample(gt.unsqueeze(1), coords.expand({n, -1, -1}).contiguous()).squeeze(1);
     const at::Tensor prob = cls[0].softmax(-1);
     std::vector<double> cost(static_cast<std::size_t>(q * n));
     for (std::int64_t i = 0; i < q; ++i) {
@@ -195,8 +199,8 @@ TEST(SetCriterionMatching, EqualsBruteForceOverAssignments) {
         const double ce = value(-(t * p.log() + (1 - t) * (1 - p).log()).mean());
         const double dice = 1 - value((2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1));
         const std::int64_t c = targets.classes[0][j].item<std::int64_t>();
-        cost[i * n + j] = opts.mask_weight * ce + opts.dice_weight * dice -
-                          opts.class_weight * value(prob[i][c]);
+        cost[i * n + j] =
+            opts.mask_weight * ce + opts.dice_weight * dice - opts.class_weight * value(prob[i][c]);
       }
     }
     // Brute force: every injective map of the 3 targets to the 4 queries.
@@ -280,7 +284,8 @@ TEST(SetCriterionLoss, DecreasesAsPredictionsMoveTowardTheTargets) {
   at::manual_seed(10);
   const auto opts = small_criterion();
   const std::vector<std::int64_t> classes = {1, 3, 0};
-  const auto [good_cls, good_mask] = perfect_predictions(three_masks(), classes, {2, 0, 4}, 5, 4, 8);
+  const auto [good_cls, good_mask] =
+      perfect_predictions(three_masks(), classes, {2, 0, 4}, 5, 4, 8);
   const at::Tensor bad_cls = at::randn({5, 5}), bad_mask = 3 * at::randn({5, 8, 8});
   const InstanceCandidates targets = make_targets({three_masks()}, {classes}, 16, 16);
   const SetCriterion criterion(opts);
@@ -292,8 +297,7 @@ TEST(SetCriterionLoss, DecreasesAsPredictionsMoveTowardTheTargets) {
     pred.auxiliary = {{pred.class_logits, pred.mask_logits}};
     at::manual_seed(11);
     const auto losses = criterion(pred, targets);
-    const double total =
-        value(losses.at("td_class") + losses.at("td_mask") + losses.at("td_dice"));
+    const double total = value(losses.at("td_class") + losses.at("td_mask") + losses.at("td_dice"));
     EXPECT_LT(total, previous) << "t = " << t;
     previous = total;
   }
@@ -306,7 +310,8 @@ TEST(SetCriterionLoss, ImagesWithoutInstances) {
   pred.class_logits = at::randn({2, 3, 5}).requires_grad_();
   pred.mask_logits = at::randn({2, 3, 4, 4}).requires_grad_();
   // No instance at all (N = 0): only the no-object class loss, whose weights cancel in the mean.
-  const InstanceCandidates none = make_targets({at::zeros({0, 8, 8}), at::zeros({0, 8, 8})}, {{}, {}}, 8, 8);
+  const InstanceCandidates none =
+      make_targets({at::zeros({0, 8, 8}), at::zeros({0, 8, 8})}, {{}, {}}, 8, 8);
   auto losses = SetCriterion(opts)(pred, none);
   const double expected = -value(pred.class_logits.log_softmax(-1).select(2, 4).mean());
   EXPECT_NEAR(value(losses.at("td_class")), opts.class_weight * expected, 1e-5);
@@ -344,7 +349,8 @@ TEST(SetCriterionLoss, OptionsAreValidated) {
 TEST(InstanceInference, PicksQueriesByClassTimesMaskScore) {
   // 3 queries, 2 classes + no object. Query 0: class 1 likely, a +-10 top-left 2x2 block on 4x4;
   // query 1: no object likely, mask all +10; query 2: class 0, mask sigmoid 0.75 everywhere.
-  at::Tensor cls = at::tensor({0.0f, 3.0f, 0.0f, 0.0f, 0.5f, 4.0f, 2.0f, 0.0f, 0.0f}).view({1, 3, 3});
+  at::Tensor cls =
+      at::tensor({0.0f, 3.0f, 0.0f, 0.0f, 0.5f, 4.0f, 2.0f, 0.0f, 0.0f}).view({1, 3, 3});
   at::Tensor mask = at::full({1, 3, 4, 4}, -10.0f);
   mask[0][0].narrow(0, 0, 2).narrow(1, 0, 2).fill_(10.0f);
   mask[0][1].fill_(10.0f);

@@ -69,7 +69,8 @@ void check_parity(const std::string& label) {
   const auto unset = fixture().load_into(*decoder, label + ".weights.");
   EXPECT_TRUE(unset.empty()) << "not in the fixture: " << *unset.begin();
   std::vector<at::Tensor> levels;
-  for (int i = 0; i < 3; ++i) levels.push_back(fixture().get(label + ".input." + std::to_string(i)));
+  for (int i = 0; i < 3; ++i)
+    levels.push_back(fixture().get(label + ".input." + std::to_string(i)));
   const at::NoGradGuard no_grad;
   const DecoderPredictions out = decoder->forward(levels, fixture().get(label + ".mask_features"));
 
@@ -160,8 +161,7 @@ TEST(MaskedDecoder, AttentionMaskBlocksKeys) {
   mask[0][0].narrow(0, 0, 3).fill_(true);  // row 0 sees keys 3 and 4 only
   const at::NoGradGuard no_grad;
   const at::Tensor masked = attn->forward(q, k, v, mask);
-  const at::Tensor subset =
-      attn->forward(q.narrow(1, 0, 1), k.narrow(1, 3, 2), v.narrow(1, 3, 2));
+  const at::Tensor subset = attn->forward(q.narrow(1, 0, 1), k.narrow(1, 3, 2), v.narrow(1, 3, 2));
   EXPECT_LT(max_abs_diff(masked[0][0], subset[0][0]), 1e-6);
   const at::Tensor unmasked = attn->forward(q, k, v);
   EXPECT_GT(max_abs_diff(masked[0][0], unmasked[0][0]), 1e-3);
@@ -261,8 +261,9 @@ TEST(MaskedDecoder, ValidateNamesTheOption) {
             std::string::npos);
   o = small_options();
   o.num_feature_levels = 0;
-  EXPECT_NE(test::thrown_message<ConfigError>([&] { MaskedTransformerDecoder d(o); })
-                .find("num_feature_levels"),
+  EXPECT_NE(test::thrown_message<ConfigError>([&] {
+              MaskedTransformerDecoder d(o);
+            }).find("num_feature_levels"),
             std::string::npos);
   EXPECT_NO_THROW(TransformerDecoderOptions().validate());
   MaskedTransformerDecoder decoder(small_options());

@@ -17,7 +17,8 @@ void require(bool condition, const std::string& message) {
 }
 
 void check_targets(const InstanceCandidates& targets, std::int64_t batch) {
-  WICO_CHECK(targets.masks.defined() && targets.masks.dim() == 4, "target masks must be [B, N, h, w]");
+  WICO_CHECK(targets.masks.defined() && targets.masks.dim() == 4,
+             "target masks must be [B, N, h, w]");
   WICO_CHECK(targets.masks.size(0) == batch, "targets hold ", targets.masks.size(0),
              " images, the predictions ", batch);
   const std::int64_t n = targets.masks.size(1);
@@ -45,9 +46,9 @@ void CriterionOptions::validate() const {
   require(num_points > 0, "num_points must be positive, got " + std::to_string(num_points));
   require(oversample_ratio >= 1,
           "oversample_ratio must be >= 1, got " + std::to_string(oversample_ratio));
-  require(importance_sample_ratio >= 0 && importance_sample_ratio <= 1,
-          "importance_sample_ratio must be in [0, 1], got " +
-              std::to_string(importance_sample_ratio));
+  require(
+      importance_sample_ratio >= 0 && importance_sample_ratio <= 1,
+      "importance_sample_ratio must be in [0, 1], got " + std::to_string(importance_sample_ratio));
 }
 
 // ---- points ------------------------------------------------------------------------------------
@@ -116,11 +117,11 @@ MatchIndices hungarian_match(const at::Tensor& class_logits, const at::Tensor& m
   const at::NoGradGuard no_grad;
   const std::int64_t batch = class_logits.size(0), queries = class_logits.size(1);
   WICO_CHECK(class_logits.size(2) == options.num_classes + 1, "class logits have ",
-             class_logits.size(2), " classes, expected num_classes + 1 = ",
-             options.num_classes + 1);
-  WICO_CHECK(mask_logits.dim() == 4 && mask_logits.size(0) == batch &&
-                 mask_logits.size(1) == queries,
-             "mask logits must be [", batch, ", ", queries, ", h, w], got ", mask_logits.sizes());
+             class_logits.size(2),
+             " classes, expected num_classes + 1 = ", options.num_classes + 1);
+  WICO_CHECK(
+      mask_logits.dim() == 4 && mask_logits.size(0) == batch && mask_logits.size(1) == queries,
+      "mask logits must be [", batch, ", ", queries, ", h, w], got ", mask_logits.sizes());
   check_targets(targets, batch);
   const auto long_opts = class_logits.options().dtype(at::kLong);
   MatchIndices indices;
@@ -137,15 +138,14 @@ MatchIndices hungarian_match(const at::Tensor& class_logits, const at::Tensor& m
     const at::Tensor coords = at::rand({1, options.num_points, 2}, prob.options());
     const at::Tensor target_masks = targets.masks[b].index_select(0, real).to(at::kFloat);
     const at::Tensor target_points =
-        point_sample(target_masks.unsqueeze(1), coords.expand({n, -1, -1}).contiguous())
-            .squeeze(1);
-    const at::Tensor pred_points =
-        point_sample(mask_logits[b].to(at::kFloat).unsqueeze(1),
-                     coords.expand({queries, -1, -1}).contiguous())
-            .squeeze(1);
-    const at::Tensor cost = options.mask_weight * batch_sigmoid_ce_cost(pred_points, target_points) +
-                            options.class_weight * cost_class +
-                            options.dice_weight * batch_dice_cost(pred_points, target_points);
+        point_sample(target_masks.unsqueeze(1), coords.expand({n, -1, -1}).contiguous()).squeeze(1);
+    const at::Tensor pred_points = point_sample(mask_logits[b].to(at::kFloat).unsqueeze(1),
+                                                coords.expand({queries, -1, -1}).contiguous())
+                                       .squeeze(1);
+    const at::Tensor cost =
+        options.mask_weight * batch_sigmoid_ce_cost(pred_points, target_points) +
+        options.class_weight * cost_class +
+        options.dice_weight * batch_dice_cost(pred_points, target_points);
     const Assignment pairs = linear_sum_assignment(cost);
     std::vector<std::int64_t> rows, cols;
     for (const auto& [r, c] : pairs) {
@@ -200,8 +200,8 @@ std::pair<at::Tensor, at::Tensor> mask_losses(const at::Tensor& mask_logits,
     const at::NoGradGuard no_grad;
     coords = uncertain_point_coords(src.detach(), options.num_points, options.oversample_ratio,
                                     options.importance_sample_ratio);
-    labels = point_sample(at::cat(target_masks).unsqueeze(1).to(src.scalar_type()), coords)
-                 .squeeze(1);
+    labels =
+        point_sample(at::cat(target_masks).unsqueeze(1).to(src.scalar_type()), coords).squeeze(1);
   }
   const at::Tensor logits = point_sample(src, coords).squeeze(1);  // [M, P]
   return {sigmoid_ce_loss(logits, labels, num_masks), dice_loss(logits, labels, num_masks)};
@@ -209,8 +209,8 @@ std::pair<at::Tensor, at::Tensor> mask_losses(const at::Tensor& mask_logits,
 
 SetCriterion::SetCriterion(CriterionOptions options) : options_(options) { options_.validate(); }
 
-std::map<std::string, at::Tensor> SetCriterion::operator()(const DecoderPredictions& predictions,
-                                                           const InstanceCandidates& targets) const {
+std::map<std::string, at::Tensor> SetCriterion::operator()(
+    const DecoderPredictions& predictions, const InstanceCandidates& targets) const {
   check_targets(targets, predictions.class_logits.size(0));
   const double count = targets.valid.to(at::kBool).sum().item<double>();
   return (*this)(predictions, targets, count);

@@ -18,8 +18,7 @@ Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& ma
                  mask_logits.size(1) == class_logits.size(1),
              "mask logits must be [B, Q, h, w] beside class logits ", class_logits.sizes(),
              ", got ", mask_logits.sizes());
-  WICO_CHECK(top_k > 0 && size > 0, "top_k and size must be positive, got ", top_k, " and ",
-             size);
+  WICO_CHECK(top_k > 0 && size > 0, "top_k and size must be positive, got ", top_k, " and ", size);
   const std::int64_t batch = class_logits.size(0), queries = class_logits.size(1);
   const std::int64_t k = std::min(top_k, queries);
   const std::int64_t num_classes = class_logits.size(2) - 1;
@@ -35,8 +34,7 @@ Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& ma
                                                       /*align_corners=*/false)[0];
     const at::Tensor binary = (logits > 0).to(at::kFloat).flatten(1);  // [Q, size * size]
     const at::Tensor probs = logits.sigmoid();
-    const at::Tensor mask_score =
-        (probs.flatten(1) * binary).sum(1) / (binary.sum(1) + 1e-6);
+    const at::Tensor mask_score = (probs.flatten(1) * binary).sum(1) / (binary.sum(1) + 1e-6);
     const at::Tensor score = class_score[b] * mask_score;
     const auto [top, index] = score.topk(k);  // sorted, descending
     picked.push_back(index);

@@ -34,7 +34,8 @@ void TransformerDecoderOptions::validate() const {
   require(in_channels > 0, "in_channels must be positive, got " + std::to_string(in_channels));
   require(hidden_dim > 0 && hidden_dim % 2 == 0,
           "hidden_dim must be positive and even (the sine position embedding splits it between "
-          "y and x), got " + std::to_string(hidden_dim));
+          "y and x), got " +
+              std::to_string(hidden_dim));
   require(num_heads > 0 && hidden_dim % num_heads == 0,
           "num_heads must be positive and divide hidden_dim " + std::to_string(hidden_dim) +
               ", got " + std::to_string(num_heads));
@@ -114,8 +115,7 @@ at::Tensor CrossAttentionLayerImpl::forward(const at::Tensor& tgt, const at::Ten
     const at::Tensor t = layer_norm(norm, tgt);
     return tgt + multihead_attn->forward(t + query_pos, key, memory, memory_mask);
   }
-  return layer_norm(norm,
-                    tgt + multihead_attn->forward(tgt + query_pos, key, memory, memory_mask));
+  return layer_norm(norm, tgt + multihead_attn->forward(tgt + query_pos, key, memory, memory_mask));
 }
 
 FFNLayerImpl::FFNLayerImpl(std::int64_t d_model, std::int64_t dim_feedforward,
@@ -216,8 +216,8 @@ MaskedTransformerDecoderImpl::MaskedTransformerDecoderImpl(TransformerDecoderOpt
         CrossAttentionLayer(o.hidden_dim, o.num_heads, o.pre_norm));
     transformer_ffn_layers->push_back(FFNLayer(o.hidden_dim, o.ffn_dim, o.pre_norm));
   }
-  decoder_norm =
-      register_module("decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.hidden_dim})));
+  decoder_norm = register_module("decoder_norm",
+                                 torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.hidden_dim})));
   query_feat = register_module("query_feat", torch::nn::Embedding(o.num_queries, o.hidden_dim));
   query_embed = register_module("query_embed", torch::nn::Embedding(o.num_queries, o.hidden_dim));
   level_embed =
@@ -240,8 +240,7 @@ MaskedTransformerDecoderImpl::Heads MaskedTransformerDecoderImpl::prediction_hea
   const at::Tensor embed = mask_embed->forward(heads.queries);  // [B, Q, mask_dim]
   // einsum("bqc,bchw->bqhw") as one batched product.
   const auto b = mask_features.size(0), h = mask_features.size(2), w = mask_features.size(3);
-  heads.mask_logits =
-      at::matmul(embed, mask_features.flatten(2)).view({b, embed.size(1), h, w});
+  heads.mask_logits = at::matmul(embed, mask_features.flatten(2)).view({b, embed.size(1), h, w});
   return heads;
 }
 
@@ -255,7 +254,7 @@ DecoderPredictions MaskedTransformerDecoderImpl::forward(const std::vector<at::T
   WICO_CHECK(mask_features.dim() == 4 && mask_features.size(1) == o.mask_dim,
              "mask_features must be [B, ", o.mask_dim, ", h, w], got ", mask_features.sizes());
   const std::int64_t b = mask_features.size(0);
-  std::vector<at::Tensor> src, pos;                     // [B, hw, hidden]
+  std::vector<at::Tensor> src, pos;  // [B, hw, hidden]
   std::vector<std::pair<std::int64_t, std::int64_t>> sizes;
   for (std::int64_t l = 0; l < o.num_feature_levels; ++l) {
     const at::Tensor& x = multi_scale[l];
@@ -286,8 +285,8 @@ DecoderPredictions MaskedTransformerDecoderImpl::forward(const std::vector<at::T
     attn_mask = attn_mask.logical_and(attn_mask.all(-1, /*keepdim=*/true).logical_not());
     output = transformer_cross_attention_layers->ptr<CrossAttentionLayerImpl>(i)->forward(
         output, src[level], attn_mask, pos[level], query_pos);
-    output = transformer_self_attention_layers->ptr<SelfAttentionLayerImpl>(i)->forward(
-        output, query_pos);
+    output = transformer_self_attention_layers->ptr<SelfAttentionLayerImpl>(i)->forward(output,
+                                                                                        query_pos);
     output = transformer_ffn_layers->ptr<FFNLayerImpl>(i)->forward(output);
     heads = prediction_heads(output, mask_features);
     const auto& next = sizes[(i + 1) % o.num_feature_levels];

@@ -91,9 +91,8 @@ TORCH_MODULE(SelfAttentionLayer);
 class CrossAttentionLayerImpl : public torch::nn::Module {
  public:
   CrossAttentionLayerImpl(std::int64_t d_model, std::int64_t nhead, bool normalize_before);
-  at::Tensor forward(const at::Tensor& tgt, const at::Tensor& memory,
-                     const at::Tensor& memory_mask, const at::Tensor& pos,
-                     const at::Tensor& query_pos);
+  at::Tensor forward(const at::Tensor& tgt, const at::Tensor& memory, const at::Tensor& memory_mask,
+                     const at::Tensor& pos, const at::Tensor& query_pos);
   MultiheadAttention multihead_attn{nullptr};
   torch::nn::LayerNorm norm{nullptr};
 
