@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <cmath>
 
 #include "wico/core/error.h"
 
@@ -22,24 +21,6 @@ void CfiOptions::validate() const {
     throw ConfigError("wico.cfi_dim (" + std::to_string(dim) + ") must be even and a multiple of wico.cfi_heads (" +
                       std::to_string(heads) + ")");
   }
-}
-
-at::Tensor sine_position_embedding(std::int64_t h, std::int64_t w, std::int64_t dim,
-                                   const at::TensorOptions& options) {
-  const std::int64_t feats = dim / 2;
-  const double scale = 2 * M_PI, eps = 1e-6;
-  const at::Tensor y = (at::arange(1, h + 1, options) / (h + eps) * scale).view({h, 1, 1});
-  const at::Tensor x = (at::arange(1, w + 1, options) / (w + eps) * scale).view({1, w, 1});
-  const at::Tensor i = at::arange(feats, options);
-  const at::Tensor dim_t = at::pow(10000.0, 2 * at::floor_divide(i, 2) / feats);
-  auto interleave = [&](const at::Tensor& p) {  // sin on even channels, cos on odd
-    const at::Tensor a = p / dim_t;                 // [.., feats]
-    const at::Tensor even = a.slice(-1, 0, feats, 2).sin(), odd = a.slice(-1, 1, feats, 2).cos();
-    return at::stack({even, odd}, -1).flatten(-2);
-  };
-  const at::Tensor py = interleave(y).expand({h, w, feats});
-  const at::Tensor px = interleave(x).expand({h, w, feats});
-  return at::cat({py, px}, -1).reshape({1, h * w, dim});
 }
 
 ComplementaryFeatureInteractionImpl::ComplementaryFeatureInteractionImpl(CfiOptions options)
@@ -77,7 +58,10 @@ CfiOutput ComplementaryFeatureInteractionImpl::forward(const at::Tensor& embeddi
   at::Tensor q = query_proj_->forward(embeddings * (scores * valid_f).unsqueeze(-1));
   const at::Tensor flat = pixel_embeddings.flatten(2).transpose(1, 2);  // [B, hw, C]
   const at::Tensor memory = memory_proj_->forward(flat);
-  const at::Tensor pos = sine_position_embedding(h, w, options_.dim, memory.options());
+  const at::Tensor pos = topdown::sine_position_embedding(h, w, options_.dim / 2, memory.options())
+                            .flatten(1)
+                            .transpose(0, 1)
+                            .unsqueeze(0);  // [1, hw, dim]
   // Instances attend to the valid instances only (a sample with none attends to itself).
   at::Tensor blocked = valid.logical_not().unsqueeze(1).expand({b, n, n}).clone();
   blocked.logical_and_(at::eye(n, valid.options()).logical_not().unsqueeze(0));

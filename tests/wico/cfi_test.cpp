@@ -94,19 +94,5 @@ TEST(Cfi, ScoresModulateTheQueriesAndGradientsReachEveryParameter) {
   EXPECT_GT(cfi->named_parameters()["fuse.weight"].grad().abs().sum().item<float>(), 0.0f);
 }
 
-TEST(Cfi, SinePositionEmbeddingIsDetrs) {
-  const auto pos = sine_position_embedding(2, 3, 8, torch::TensorOptions(torch::kFloat));
-  ASSERT_EQ(pos.sizes(), (torch::IntArrayRef{1, 6, 8}));
-  // Row 1 (y = 2 / 2 * 2pi), column 2 (x = 3 / 3 * 2pi): channel 0 = sin(y / 1), channel 1 =
-  // cos(y / 1), channel 2 = sin(y / 100), channel 4 = sin(x).
-  const double two_pi = 2 * M_PI;
-  const auto v = pos[0][5];
-  EXPECT_NEAR(v[0].item<double>(), std::sin(two_pi), 1e-4);
-  EXPECT_NEAR(v[1].item<double>(), std::cos(two_pi), 1e-4);
-  EXPECT_NEAR(v[2].item<double>(), std::sin(two_pi / 100), 1e-4);
-  EXPECT_NEAR(v[4].item<double>(), std::sin(two_pi), 1e-4);
-  EXPECT_NEAR(pos[0][0][0].item<double>(), std::sin(1.0 / 2 * two_pi), 1e-4);
-}
-
 }  // namespace
 }  // namespace wico::model

@@ -62,9 +62,4 @@ class ComplementaryFeatureInteractionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ComplementaryFeatureInteraction);
 
-// Sine position embedding of an h x w grid (DETR / Mask2Former, normalised, scale 2 pi):
-// [1, h * w, dim] (dim even).
-at::Tensor sine_position_embedding(std::int64_t h, std::int64_t w, std::int64_t dim,
-                                   const at::TensorOptions& options);
-
 }  // namespace wico::model
