@@ -6,6 +6,7 @@
 #include "wico/core/config.h"
 #include "wico/core/schema.h"
 #include "wico/topdown/instances.h"
+#include "wico/topdown/mattnet/mattnet.h"
 
 namespace wico::topdown {
 
@@ -25,7 +26,14 @@ const std::vector<Builtin<ExtractorBuilder>>& builtin_extractors() {
 }
 
 const std::vector<Builtin<MatcherBuilder>>& builtin_matchers() {
-  static const std::vector<Builtin<MatcherBuilder>> matchers = {};
+  static const std::vector<Builtin<MatcherBuilder>> matchers = {
+      {"mattnet",
+       [](const Config& c) {
+         return std::make_shared<MattnetMatcher>(MattnetOptions::from_config(c));
+       },
+       "MAttNet: modular subject/location/relationship matching (lichengunc/MAttNet)",
+       add_mattnet_keys},
+  };
   return matchers;
 }
 
