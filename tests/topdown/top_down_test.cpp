@@ -24,8 +24,9 @@ std::vector<std::string> tiny_overrides() {
           "mask2former.groups=8",           "mask2former.encoder_layers=1",
           "mask2former.encoder_ffn=64",     "mask2former.queries=6",
           "mask2former.decoder_layers=2",   "mask2former.decoder_ffn=64",
-          "mask2former.points=256",         "mattnet.word_embedding_dim=16",
-          "mattnet.hidden_dim=16",          "mattnet.joint_dim=16",
+          "mask2former.points=256",         "mattnet.feature_dim=32",
+          "mattnet.word_embedding_size=16", "mattnet.word_vec_size=16",
+          "mattnet.rnn_hidden_size=16",     "mattnet.jemb_dim=16",
           "mattnet.embedding_dim=24"};
 }
 
