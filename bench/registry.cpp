@@ -9,6 +9,7 @@ nlohmann::json bench_train(const BenchContext& ctx);
 nlohmann::json bench_eval(const BenchContext& ctx);
 nlohmann::json bench_swin(const BenchContext& ctx);
 nlohmann::json bench_lavt(const BenchContext& ctx);
+nlohmann::json bench_resnet(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
@@ -22,6 +23,8 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
                "Swin-B/12 forward at 480x480 vs python3-torchvision's, and vs the GEMM rate");
   registry.add("lavt", bench_lavt,
                "paper-size LAVT forward at 480x480: time, peak memory, FLOP rate vs the GEMM rate");
+  registry.add("resnet", bench_resnet,
+               "ResNet-50 trunk forward at 480x480 vs python3-torchvision's, and vs the GEMM rate");
 }
 
 }  // namespace wico
