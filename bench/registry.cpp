@@ -10,6 +10,7 @@ nlohmann::json bench_eval(const BenchContext& ctx);
 nlohmann::json bench_swin(const BenchContext& ctx);
 nlohmann::json bench_lavt(const BenchContext& ctx);
 nlohmann::json bench_wico(const BenchContext& ctx);
+nlohmann::json bench_resnet(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
@@ -25,6 +26,8 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
                "paper-size LAVT forward at 480x480: time, peak memory, FLOP rate vs the GEMM rate");
   registry.add("wico", bench_wico,
                "paper-size WiCo (LAVT + Mask2Former/MAttNet): CFI + GSI's cost vs the two branches");
+  registry.add("resnet", bench_resnet,
+               "ResNet-50 trunk forward at 480x480 vs python3-torchvision's, and vs the GEMM rate");
 }
 
 }  // namespace wico

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/utils.h>
 
 #include <utility>
@@ -211,6 +212,77 @@ void ResNetImpl::init_weights() {
   }
 }
 
+namespace {
+
+// `conv` with the frozen batch norm `norm` folded in: w' = w * scale per output channel,
+// b' = shift; same device, dtype and memory format.
+torch::nn::Conv2d fold_norm(const torch::nn::Conv2d& conv, const FrozenBatchNorm2dImpl& norm) {
+  const auto& o = conv->options;
+  torch::nn::Conv2d fused(torch::nn::Conv2dOptions(o.in_channels(), o.out_channels(),
+                                                   o.kernel_size())
+                              .stride(o.stride())
+                              .padding(o.padding())
+                              .dilation(o.dilation())
+                              .groups(o.groups())
+                              .bias(true));
+  torch::NoGradGuard no_grad;
+  const auto scale = norm.weight * (norm.running_var + norm.eps).rsqrt();
+  auto shift = norm.bias - norm.running_mean * scale;
+  if (conv->bias.defined()) shift = shift + conv->bias * scale;
+  const auto dtype = conv->weight.scalar_type();
+  fused->weight.set_data(conv->weight * scale.view({-1, 1, 1, 1}).to(dtype));
+  fused->bias.set_data(shift.to(dtype));
+  fused->weight.requires_grad_(conv->weight.requires_grad());
+  fused->bias.requires_grad_(conv->weight.requires_grad());
+  return fused;
+}
+
+// Folds `owner`'s norm `norm_name` (when frozen) into its convolution `conv_name` and puts an
+// identity in the norm's place.
+std::int64_t fuse_pair(torch::nn::Module& owner, torch::nn::Conv2d& conv,
+                       const std::string& conv_name, torch::nn::AnyModule& norm,
+                       const std::string& norm_name) {
+  const auto* frozen = norm.ptr()->as<FrozenBatchNorm2d>();
+  if (!frozen) return 0;
+  conv = owner.replace_module(conv_name, fold_norm(conv, *frozen));
+  torch::nn::Identity identity;
+  owner.replace_module(norm_name, identity);
+  norm = torch::nn::AnyModule(identity);
+  return 1;
+}
+
+// The downsample branch (1x1 conv, frozen norm) becomes the fused convolution alone.
+std::int64_t fuse_downsample(torch::nn::Module& owner, torch::nn::Sequential& downsample) {
+  if (!downsample || downsample->size() < 2) return 0;  // absent or already fused
+  const auto* frozen = downsample[1]->as<FrozenBatchNorm2d>();
+  if (!frozen) return 0;
+  torch::nn::Sequential fused;
+  fused->push_back(fold_norm(torch::nn::Conv2d(downsample->ptr<torch::nn::Conv2dImpl>(0)), *frozen));
+  downsample = owner.replace_module("downsample", fused);
+  return 1;
+}
+
+}  // namespace
+
+std::int64_t ResNetImpl::fuse_frozen_norms() {
+  std::int64_t fused = fuse_pair(*this, conv1, "conv1", bn1, "bn1");
+  for (auto* stage : {&layer1, &layer2, &layer3, &layer4}) {
+    for (auto& block : **stage) {
+      if (auto* b = block.ptr()->as<Bottleneck>()) {
+        fused += fuse_pair(*b, b->conv1, "conv1", b->bn1, "bn1") +
+                 fuse_pair(*b, b->conv2, "conv2", b->bn2, "bn2") +
+                 fuse_pair(*b, b->conv3, "conv3", b->bn3, "bn3") +
+                 fuse_downsample(*b, b->downsample);
+      } else if (auto* b = block.ptr()->as<BasicBlock>()) {
+        fused += fuse_pair(*b, b->conv1, "conv1", b->bn1, "bn1") +
+                 fuse_pair(*b, b->conv2, "conv2", b->bn2, "bn2") +
+                 fuse_downsample(*b, b->downsample);
+      }
+    }
+  }
+  return fused;
+}
+
 torch::Tensor ResNetImpl::stem(const torch::Tensor& images) {
   WICO_CHECK(images.dim() == 4 && images.size(1) == options_.in_channels, "ResNet: expected [B, ",
              options_.in_channels, ", H, W] images, got ", images.sizes());
@@ -225,6 +297,42 @@ std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& images) {
     out.push_back(x);
   }
   return out;
+}
+
+double resnet_conv_flops(const ResNetOptions& options, std::int64_t height, std::int64_t width) {
+  options.validate();
+  // A convolution's output side (padding k / 2, as every convolution here).
+  auto out = [](std::int64_t side, std::int64_t kernel, std::int64_t stride) {
+    return (side + 2 * (kernel / 2) - kernel) / stride + 1;
+  };
+  auto conv = [](std::int64_t in, std::int64_t out_channels, std::int64_t kernel, std::int64_t h,
+                 std::int64_t w) {
+    return 2.0 * static_cast<double>(in * out_channels * kernel * kernel * h * w);
+  };
+  auto h = out(height, 7, 2), w = out(width, 7, 2);
+  double flops = conv(options.in_channels, options.width, 7, h, w);
+  h = out(h, 3, 2);  // max pool
+  w = out(w, 3, 2);
+  std::int64_t inplanes = options.width;
+  for (std::int64_t i = 0; i < 4; ++i) {
+    const auto planes = options.width << i;
+    const auto expanded = planes * options.expansion();
+    for (std::int64_t b = 0; b < options.layers[i]; ++b) {
+      const auto stride = (b == 0 && i > 0) ? 2 : 1;
+      const auto ho = out(h, 3, stride), wo = out(w, 3, stride);
+      if (options.bottleneck) {
+        flops += conv(inplanes, planes, 1, h, w) + conv(planes, planes, 3, ho, wo) +
+                 conv(planes, expanded, 1, ho, wo);
+      } else {
+        flops += conv(inplanes, planes, 3, ho, wo) + conv(planes, planes, 3, ho, wo);
+      }
+      if (stride != 1 || inplanes != expanded) flops += conv(inplanes, expanded, 1, ho, wo);
+      inplanes = expanded;
+      h = ho;
+      w = wo;
+    }
+  }
+  return flops;
 }
 
 }  // namespace wico::backbones

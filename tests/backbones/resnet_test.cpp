@@ -279,5 +279,43 @@ TEST(ResNet, OptionsAndErrors) {
   EXPECT_THROW(model->forward(torch::zeros({3, 32, 32})), Error);
 }
 
+// Folding the frozen norms into the convolutions changes no output (torchvision's weights with
+// random statistics, both block kinds) and leaves trainable batch norms alone.
+TEST(ResNet, FuseFrozenNormsKeepsTheOutputs) {
+  for (const std::string label : {"basic", "bottleneck"}) {
+    auto model = load_fixture_model(label, ResNetNorm::kFrozenBatchNorm);
+    model->eval();
+    const auto& x = fixture().get(label + ".input");
+    torch::NoGradGuard no_grad;
+    const auto before = model->forward(x);
+    // basic: stem + 6 blocks x 2 + 3 downsamples; bottleneck: stem + 5 blocks x 3 + 4.
+    EXPECT_EQ(model->fuse_frozen_norms(), label == "basic" ? 16 : 20) << label;
+    const auto after = model->forward(x);
+    for (std::size_t i = 0; i < 4; ++i) {
+      EXPECT_LE(max_abs_diff(after[i], before[i]), kTolerance) << label << " " << kOutputs[i];
+      EXPECT_LE(max_abs_diff(after[i], fixture().get(label + "." + kOutputs[i])), kTolerance);
+    }
+    const auto names = state(*model);
+    EXPECT_EQ(names.count("conv1.bias"), 1u);
+    EXPECT_EQ(names.count("bn1.running_var"), 0u);
+    EXPECT_EQ(names.count("layer2.0.downsample.0.bias"), 1u);
+    EXPECT_EQ(names.count("layer2.0.downsample.1.weight"), 0u);
+    EXPECT_EQ(model->fuse_frozen_norms(), 0);  // nothing left to fold
+  }
+  // Trainable norms stay; only the frozen stem (freeze_at 1) folds.
+  auto o = fixture_options("basic", ResNetNorm::kBatchNorm);
+  o.freeze_at = 1;
+  ResNet partly(o);
+  EXPECT_EQ(partly->fuse_frozen_norms(), 1);
+  EXPECT_EQ(state(*partly).count("layer1.0.bn1.running_var"), 1u);
+}
+
+TEST(ResNet, ConvolutionFlopsAreTorchvisions) {
+  // Counted with forward hooks on torchvision's convolutions (2 per multiply-add, no fc).
+  EXPECT_DOUBLE_EQ(resnet_conv_flops(ResNetOptions::resnet50(), 224, 224), 8174272512.0);
+  EXPECT_DOUBLE_EQ(resnet_conv_flops(ResNetOptions::resnet50(), 480, 480), 37534924800.0);
+  EXPECT_DOUBLE_EQ(resnet_conv_flops(ResNetOptions::resnet18(), 67, 45), 295077120.0);
+}
+
 }  // namespace
 }  // namespace wico::backbones

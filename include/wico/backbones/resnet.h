@@ -113,6 +113,13 @@ class ResNetImpl : public torch::nn::Module {
   // bias 0 (and running statistics 0 / 1). The constructor applies it.
   void init_weights();
 
+  // Inference only: folds every frozen batch norm into the convolution before it (weight scaled
+  // per output channel, the shift becomes the convolution's bias) and replaces the norm by an
+  // identity, saving a pass over each feature map. Trainable BatchNorm2d norms are left alone.
+  // Irreversible: the fused convolutions gain a bias and the folded norms' entries leave the
+  // state (load torchvision weights before fusing). Returns the number of norms folded.
+  std::int64_t fuse_frozen_norms();
+
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::AnyModule bn1;
   torch::nn::MaxPool2d maxpool{nullptr};
@@ -122,5 +129,9 @@ class ResNetImpl : public torch::nn::Module {
   ResNetOptions options_;
 };
 TORCH_MODULE(ResNet);
+
+// Floating-point operations (2 per multiply-add) of the trunk's convolutions on a
+// height x width image: the figure a measured forward time is turned into a FLOP rate with.
+double resnet_conv_flops(const ResNetOptions& options, std::int64_t height, std::int64_t width);
 
 }  // namespace wico::backbones
