@@ -6,6 +6,7 @@
 #include "wico/core/config.h"
 #include "wico/core/schema.h"
 #include "wico/topdown/instances.h"
+#include "wico/topdown/mask2former/mask2former.h"
 #include "wico/topdown/mattnet/mattnet.h"
 
 namespace wico::topdown {
@@ -21,7 +22,15 @@ struct Builtin {
 };
 
 const std::vector<Builtin<ExtractorBuilder>>& builtin_extractors() {
-  static const std::vector<Builtin<ExtractorBuilder>> extractors = {};
+  static const std::vector<Builtin<ExtractorBuilder>> extractors = {
+      {"mask2former",
+       [](const Config& c) {
+         return std::make_shared<Mask2FormerExtractor>(Mask2FormerOptions::from_config(c));
+       },
+       "Mask2Former: ResNet + MSDeformAttn pixel decoder + masked-attention decoder "
+       "(facebookresearch/Mask2Former)",
+       add_mask2former_keys},
+  };
   return extractors;
 }
 
@@ -84,6 +93,11 @@ void add_top_down_keys(Schema& schema) {
             "the matcher's candidates at evaluation: predicted (the extractor's detections) or "
             "ground_truth (an oracle extractor)",
             {"predicted", "ground_truth"})
+      .text("top_down.choose", "matcher",
+            "which candidate the branch answers with: matcher (argmax S), random (a uniformly "
+            "random candidate: the chance baseline) or oracle (the one overlapping the target "
+            "most: the extractor's own mask quality); random and oracle are for evaluation",
+            {"matcher", "random", "oracle"})
       .flag("top_down.detach_features", true,
                "the matcher's losses do not reach the extractor (MAttNet matches on a fixed "
                "detector's features)");

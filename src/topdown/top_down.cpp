@@ -54,7 +54,8 @@ TopDownBranch::TopDownBranch(const Config& config)
       top_k_(config.integer("top_down.top_k")),
       train_on_ground_truth_(config.text("top_down.train_candidates") == "ground_truth"),
       eval_on_ground_truth_(config.text("top_down.eval_candidates") == "ground_truth"),
-      detach_features_(config.flag("top_down.detach_features")) {
+      detach_features_(config.flag("top_down.detach_features")),
+      choose_(config.text("top_down.choose")) {
   extractor_ = register_module("extractor", build_extractor(config));
   matcher_ = register_module("matcher", build_matcher(config));
 }
@@ -106,6 +107,13 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
   out.scores = matched.scores;
   out.valid = candidates.valid;
   out.best = matched.scores.detach().masked_fill(candidates.valid.logical_not(), -1.0).argmax(1);
+  if (choose_ == "oracle") {
+    out.best = best_overlapping(candidates.masks, candidates.valid, batch.targets);
+  } else if (choose_ == "random") {
+    // Uniform over each sample's valid candidates (the global generator: seeded by run.seed).
+    const at::Tensor u = at::rand(candidates.valid.sizes(), candidates.masks.options());
+    out.best = u.masked_fill(candidates.valid.logical_not(), -1.0).argmax(1);
+  }
   return out;
 }
 

@@ -29,20 +29,27 @@ ComplementaryFeatureInteractionImpl::ComplementaryFeatureInteractionImpl(CfiOpti
   const auto d = options_.dim;
   query_proj_ = register_module("query_proj", torch::nn::Linear(options_.instance_dim, d));
   memory_proj_ = register_module("memory_proj", torch::nn::Linear(options_.pixel_dim, d));
+  torch::nn::ModuleList cross, self, self_norm, ffn;
   for (std::int64_t l = 0; l < options_.layers; ++l) {
-    const auto i = std::to_string(l);
-    cross_.push_back(register_module("cross." + i, topdown::CrossAttentionLayer(d, options_.heads, false)));
-    self_.push_back(register_module("self." + i, topdown::MultiheadAttention(d, options_.heads)));
-    self_norm_.push_back(register_module("self_norm." + i,
-                                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}))));
-    ffn_.push_back(register_module("ffn." + i, topdown::FFNLayer(d, options_.ffn_dim, false)));
+    cross_.emplace_back(d, options_.heads, false);
+    self_.emplace_back(d, options_.heads);
+    self_norm_.emplace_back(torch::nn::LayerNormOptions({d}));
+    ffn_.emplace_back(d, options_.ffn_dim, false);
+    cross->push_back(cross_.back());
+    self->push_back(self_.back());
+    self_norm->push_back(self_norm_.back());
+    ffn->push_back(ffn_.back());
   }
+  register_module("cross", cross);
+  register_module("self", self);
+  register_module("self_norm", self_norm);
+  register_module("ffn", ffn);
   norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
   score_head_ = register_module("score_head", torch::nn::Linear(d, 1));
   assign_proj_ = register_module("assign_proj", torch::nn::Linear(d, options_.pixel_dim));
   const auto p = options_.pixel_dim;
-  fuse_weight_ = register_parameter("fuse.weight", at::zeros({p, 2 * p}));
-  fuse_bias_ = register_parameter("fuse.bias", at::zeros({p}));
+  fuse_weight_ = register_parameter("fuse_weight", at::zeros({p, 2 * p}));
+  fuse_bias_ = register_parameter("fuse_bias", at::zeros({p}));
 }
 
 CfiOutput ComplementaryFeatureInteractionImpl::forward(const at::Tensor& embeddings,

@@ -385,7 +385,7 @@ class TableMaker {
       body += row3(name, pr["kind"].as<std::string>(), ka, kb, d, paper_plus, paper_speed);
     }
     // Pairs of one kind with what exists: a second run of the same branch (seed 1).
-    for (const std::string k : {std::string("lavt"), std::string("td")}) {
+    for (const std::string& k : std::vector<std::string>{"lavt", "td"}) {
       if (!exists_branch(k)) continue;
       const std::string label = k == "td" ? "MAttNet" : upper(k);
       body += row3(label + " + " + label + " (seeds 0, 1)", k == "td" ? "TD+TD" : "BU+BU", k, k, d, "-", "-");

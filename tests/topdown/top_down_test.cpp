@@ -1,6 +1,8 @@
 #include "wico/topdown/top_down.h"
 
 #include <gtest/gtest.h>
+
+#include <set>
 #include <torch/torch.h>
 
 #include "test_util.h"
@@ -110,7 +112,8 @@ TEST(TopDownBranch, EveryParameterLearnsFromTheLosses) {
   for (const auto& [name, loss] : out.losses) total = total + loss;
   total.backward();
   for (const auto& p : branch.named_parameters()) {
-    if (!p.value().requires_grad()) continue;
+    // E's projection serves CFI (a WiCo pair), not the branch's own losses.
+    if (!p.value().requires_grad() || p.key().rfind("matcher.embedding_fc.", 0) == 0) continue;
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
     EXPECT_TRUE(p.value().grad().isfinite().all().item<bool>()) << p.key();
   }
@@ -139,6 +142,29 @@ TEST(TopDownModel, AnswersWithTheChosenMaskAndItsScore) {
     EXPECT_FLOAT_EQ(out.confidences.at("top_down")[i].item<float>(), raw.scores[i][best].item<float>());
   }
   EXPECT_EQ(model.threshold("top_down"), 0.5);
+}
+
+TEST(TopDownModel, OracleAndRandomChoicesGiveTheExtractorsQualityAndChance) {
+  const data::Batch b = test::toy_instance_batch();
+  torch::NoGradGuard no_grad;
+  TopDownModel oracle(tiny_config({"top_down.eval_candidates=ground_truth", "top_down.choose=oracle"}));
+  oracle.eval();
+  // With ground-truth candidates the oracle's answer is the target itself.
+  EXPECT_TRUE(torch::equal(oracle.forward(b, false).probabilities.at("top_down"), b.targets));
+  TopDownModel random(tiny_config({"top_down.eval_candidates=ground_truth", "top_down.choose=random"}));
+  random.eval();
+  std::set<std::int64_t> seen;
+  torch::manual_seed(5);
+  for (int i = 0; i < 40; ++i) {
+    const TopDownOutput out = random.branch().forward(b, false);
+    EXPECT_LT(out.best[1].item<std::int64_t>(), 2);  // never the padding candidate
+    seen.insert(out.best[0].item<std::int64_t>());
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  torch::manual_seed(5);
+  const auto first = random.branch().forward(b, false).best;
+  torch::manual_seed(5);
+  EXPECT_TRUE(torch::equal(first, random.branch().forward(b, false).best));
 }
 
 TEST(Mask2FormerExtractor, PaperSizeMatchesThePublishedArchitecture) {

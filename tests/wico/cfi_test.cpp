@@ -51,8 +51,8 @@ TEST(Cfi, EachPixelSumsTheEmbeddingsOfTheInstancesCoveringIt) {
   ComplementaryFeatureInteraction cfi(small());
   torch::NoGradGuard no_grad;
   // fuse = [0 | I]: E_p_hat - E_p is then A of Eq. 3 (after the projection to E_p's width).
-  auto& params = cfi->named_parameters();
-  params["fuse.weight"].narrow(1, 4, 4).copy_(torch::eye(4));
+  auto params = cfi->named_parameters();
+  params["fuse_weight"].narrow(1, 4, 4).copy_(torch::eye(4));
   const Inputs in = inputs();
   const CfiOutput out = cfi->forward(in.e, in.s, in.valid, in.masks, in.ep);
   const auto assigned = torch::linear(out.embeddings, params["assign_proj.weight"], params["assign_proj.bias"]);
@@ -91,7 +91,7 @@ TEST(Cfi, ScoresModulateTheQueriesAndGradientsReachEveryParameter) {
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
   }
   // The zero-initialised fuse layer gets a gradient, so it leaves zero in the first step.
-  EXPECT_GT(cfi->named_parameters()["fuse.weight"].grad().abs().sum().item<float>(), 0.0f);
+  EXPECT_GT(cfi->named_parameters()["fuse_weight"].grad().abs().sum().item<float>(), 0.0f);
 }
 
 }  // namespace

@@ -58,6 +58,7 @@ class TopDownBranch : public torch::nn::Module {
   std::shared_ptr<InstanceMatcher> matcher_;
   std::int64_t num_classes_, top_k_;
   bool train_on_ground_truth_, eval_on_ground_truth_, detach_features_;
+  std::string choose_;  // top_down.choose
 };
 
 // The top-down branch trained and evaluated on its own (model.kind: top_down): its answer is the

@@ -110,12 +110,14 @@ CrossAttentionLayerImpl::CrossAttentionLayerImpl(std::int64_t d_model, std::int6
 at::Tensor CrossAttentionLayerImpl::forward(const at::Tensor& tgt, const at::Tensor& memory,
                                             const at::Tensor& memory_mask, const at::Tensor& pos,
                                             const at::Tensor& query_pos) {
-  const at::Tensor key = memory + pos;
+  // Undefined positions add nothing (CFI's queries have none).
+  const at::Tensor key = pos.defined() ? memory + pos : memory;
+  auto with_pos = [&](const at::Tensor& t) { return query_pos.defined() ? t + query_pos : t; };
   if (normalize_before_) {
     const at::Tensor t = layer_norm(norm, tgt);
-    return tgt + multihead_attn->forward(t + query_pos, key, memory, memory_mask);
+    return tgt + multihead_attn->forward(with_pos(t), key, memory, memory_mask);
   }
-  return layer_norm(norm, tgt + multihead_attn->forward(tgt + query_pos, key, memory, memory_mask));
+  return layer_norm(norm, tgt + multihead_attn->forward(with_pos(tgt), key, memory, memory_mask));
 }
 
 FFNLayerImpl::FFNLayerImpl(std::int64_t d_model, std::int64_t dim_feedforward,

@@ -87,7 +87,8 @@ class SelfAttentionLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SelfAttentionLayer);
 
-// tgt + attention(q = tgt + query_pos, k = memory + pos, v = memory, memory_mask), norm as above.
+// tgt + attention(q = tgt + query_pos, k = memory + pos, v = memory, memory_mask), norm as above;
+// an undefined pos or query_pos adds nothing.
 class CrossAttentionLayerImpl : public torch::nn::Module {
  public:
   CrossAttentionLayerImpl(std::int64_t d_model, std::int64_t nhead, bool normalize_before);
