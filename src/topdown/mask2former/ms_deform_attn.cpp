@@ -31,8 +31,8 @@ at::Tensor ms_deform_attn_core(const at::Tensor& value, const SpatialShapes& sha
   std::vector<at::Tensor> sampled;
   for (std::int64_t l = 0; l < levels; ++l) {
     // [N, HW, M, D] -> [N*M, D, H, W]
-    const auto value_l = value_list[l].flatten(2).transpose(1, 2).reshape(
-        {n * m, d, shapes[l][0], shapes[l][1]});
+    const auto value_l =
+        value_list[l].flatten(2).transpose(1, 2).reshape({n * m, d, shapes[l][0], shapes[l][1]});
     // [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
     const auto grid_l = grids.select(3, l).transpose(1, 2).flatten(0, 1);
     // bilinear, zeros padding, align_corners=false -> [N*M, D, Lq, P]
@@ -47,8 +47,8 @@ void MSDeformAttnOptions::validate() const {
   auto fail = [](const std::string& what) { throw ConfigError("MSDeformAttn options: " + what); };
   if (d_model < 1 || n_levels < 1 || n_heads < 1 || n_points < 1) {
     fail("d_model (" + std::to_string(d_model) + "), n_levels (" + std::to_string(n_levels) +
-         "), n_heads (" + std::to_string(n_heads) + ") and n_points (" +
-         std::to_string(n_points) + ") must be positive");
+         "), n_heads (" + std::to_string(n_heads) + ") and n_points (" + std::to_string(n_points) +
+         ") must be positive");
   }
   if (d_model % n_heads != 0) {
     fail("d_model (" + std::to_string(d_model) + ") must be divisible by n_heads (" +
@@ -71,7 +71,8 @@ void MSDeformAttnImpl::reset_parameters() {
   torch::NoGradGuard no_grad;
   const auto& o = options_;
   sampling_offsets->weight.zero_();
-  const auto thetas = at::arange(o.n_heads, at::kFloat) * (2.0 * M_PI / static_cast<double>(o.n_heads));
+  const auto thetas =
+      at::arange(o.n_heads, at::kFloat) * (2.0 * M_PI / static_cast<double>(o.n_heads));
   auto grid = at::stack({thetas.cos(), thetas.sin()}, -1);
   grid = (grid / std::get<0>(grid.abs().max(-1, /*keepdim=*/true)))
              .view({o.n_heads, 1, 1, 2})
@@ -96,8 +97,8 @@ at::Tensor MSDeformAttnImpl::forward(const at::Tensor& query, const at::Tensor& 
                  input_flatten.size(2) == o.d_model && input_flatten.size(0) == query.size(0),
              "MSDeformAttn: expected query [N, Lq, ", o.d_model, "] and input [N, S, ", o.d_model,
              "], got ", query.sizes(), " and ", input_flatten.sizes());
-  WICO_CHECK(static_cast<std::int64_t>(shapes.size()) == o.n_levels, "MSDeformAttn: ",
-             shapes.size(), " spatial shapes for n_levels ", o.n_levels);
+  WICO_CHECK(static_cast<std::int64_t>(shapes.size()) == o.n_levels,
+             "MSDeformAttn: ", shapes.size(), " spatial shapes for n_levels ", o.n_levels);
   std::int64_t total = 0;
   for (const auto& [h, w] : shapes) total += h * w;
   WICO_CHECK(total == input_flatten.size(1), "MSDeformAttn: the spatial shapes cover ", total,
@@ -128,8 +129,7 @@ at::Tensor MSDeformAttnImpl::forward(const at::Tensor& query, const at::Tensor& 
       wh.push_back(static_cast<float>(w));
       wh.push_back(static_cast<float>(h));
     }
-    const auto normalizer =
-        at::tensor(wh, offsets.options()).view({1, 1, 1, o.n_levels, 1, 2});
+    const auto normalizer = at::tensor(wh, offsets.options()).view({1, 1, 1, o.n_levels, 1, 2});
     locations = ref + offsets / normalizer;
   } else {
     locations = ref.narrow(-1, 0, 2) +

@@ -106,9 +106,8 @@ at::Tensor position_embedding_sine(std::int64_t height, std::int64_t width,
 
 // ---- encoder ----
 
-MSDeformAttnEncoderLayerImpl::MSDeformAttnEncoderLayerImpl(std::int64_t d_model,
-                                                           std::int64_t d_ffn, double dropout,
-                                                           std::int64_t n_levels,
+MSDeformAttnEncoderLayerImpl::MSDeformAttnEncoderLayerImpl(std::int64_t d_model, std::int64_t d_ffn,
+                                                           double dropout, std::int64_t n_levels,
                                                            std::int64_t n_heads,
                                                            std::int64_t n_points)
     : dropout_(dropout) {
@@ -195,10 +194,10 @@ void MSDeformAttnTransformerEncoderOnlyImpl::reset_parameters() {
 at::Tensor MSDeformAttnTransformerEncoderOnlyImpl::forward(const std::vector<at::Tensor>& srcs,
                                                            const std::vector<at::Tensor>& pos,
                                                            SpatialShapes* shapes) {
-  WICO_CHECK(srcs.size() == pos.size() &&
-                 static_cast<std::int64_t>(srcs.size()) == level_embed.size(0),
-             "MSDeformAttnTransformerEncoderOnly: ", srcs.size(), " levels and ", pos.size(),
-             " position embeddings for ", level_embed.size(0), " level embeddings");
+  WICO_CHECK(
+      srcs.size() == pos.size() && static_cast<std::int64_t>(srcs.size()) == level_embed.size(0),
+      "MSDeformAttnTransformerEncoderOnly: ", srcs.size(), " levels and ", pos.size(),
+      " position embeddings for ", level_embed.size(0), " level embeddings");
   SpatialShapes local;
   auto& sh = shapes ? *shapes : local;
   sh.clear();
@@ -252,10 +251,9 @@ MSDeformAttnPixelDecoderImpl::MSDeformAttnPixelDecoderImpl(PixelDecoderOptions o
     conv->bias.zero_();
     input_proj->push_back(torch::nn::Sequential(conv, gn));
   }
-  transformer = register_module(
-      "transformer", MSDeformAttnTransformerEncoderOnly(o.conv_dim, o.num_heads, o.num_layers,
-                                                        o.ffn_dim, o.dropout, levels,
-                                                        o.num_points));
+  transformer = register_module("transformer", MSDeformAttnTransformerEncoderOnly(
+                                                   o.conv_dim, o.num_heads, o.num_layers, o.ffn_dim,
+                                                   o.dropout, levels, o.num_points));
   mask_features = register_module(
       "mask_features", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.conv_dim, o.mask_dim, 1)));
   {
@@ -265,10 +263,10 @@ MSDeformAttnPixelDecoderImpl::MSDeformAttnPixelDecoderImpl(PixelDecoderOptions o
   // adapter_j / layer_j for the j-th finest input; used coarsest first.
   for (std::int64_t j = 0; j < n - levels; ++j) {
     const auto name = std::to_string(j + 1);
-    lateral_convs.insert(lateral_convs.begin(),
-                         register_module("adapter_" + name,
-                                         ConvNorm(o.in_channels[j], o.conv_dim, 1, o.num_groups,
-                                                  /*relu=*/false)));
+    lateral_convs.insert(
+        lateral_convs.begin(),
+        register_module("adapter_" + name, ConvNorm(o.in_channels[j], o.conv_dim, 1, o.num_groups,
+                                                    /*relu=*/false)));
     output_convs.insert(output_convs.begin(),
                         register_module("layer_" + name, ConvNorm(o.conv_dim, o.conv_dim, 3,
                                                                   o.num_groups, /*relu=*/true)));
@@ -295,8 +293,8 @@ PixelDecoderOutput MSDeformAttnPixelDecoderImpl::forward(const std::vector<at::T
     const auto x = features[n - 1 - i].to(at::kFloat);
     auto& proj = *input_proj[i]->as<torch::nn::Sequential>();
     const auto* conv = proj[0]->as<torch::nn::Conv2d>();
-    srcs.push_back(proj[1]->as<torch::nn::GroupNorm>()->forward(
-        conv1x1(x, conv->weight, conv->bias)));
+    srcs.push_back(
+        proj[1]->as<torch::nn::GroupNorm>()->forward(conv1x1(x, conv->weight, conv->bias)));
     pos.push_back(position_embedding_sine(x.size(2), x.size(3), o.conv_dim / 2, x.options()));
   }
   SpatialShapes shapes;
