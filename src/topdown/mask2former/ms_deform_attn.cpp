@@ -28,7 +28,9 @@ at::Tensor ms_deform_attn_core(const at::Tensor& value, const SpatialShapes& sha
              "ms_deform_attn_core: ", shapes.size(), " spatial shapes for ", levels, " levels");
   const auto value_list = value.split_with_sizes(sizes, 1);  // checks that they sum to S
   const auto grids = sampling_locations * 2 - 1;             // grid_sample's [-1, 1]
-  std::vector<at::Tensor> sampled;
+  // [N, Lq, M, L, P] -> [N*M, 1, Lq, L, P]
+  const auto weights = attention_weights.transpose(1, 2).reshape({n * m, 1, lq, levels, points});
+  at::Tensor out;  // [N*M, D, Lq]
   for (std::int64_t l = 0; l < levels; ++l) {
     // [N, HW, M, D] -> [N*M, D, H, W]
     const auto value_l =
@@ -36,10 +38,13 @@ at::Tensor ms_deform_attn_core(const at::Tensor& value, const SpatialShapes& sha
     // [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
     const auto grid_l = grids.select(3, l).transpose(1, 2).flatten(0, 1);
     // bilinear, zeros padding, align_corners=false -> [N*M, D, Lq, P]
-    sampled.push_back(at::grid_sampler(value_l, grid_l, 0, 0, false));
+    const auto sampled = at::grid_sampler(value_l, grid_l, 0, 0, false);
+    // Weighted per level and accumulated: the original stacks all levels first, the same sum
+    // in another order without the [N*M, D, Lq, L*P] copy.
+    const auto part = (sampled * weights.select(3, l)).sum(-1);
+    out = l == 0 ? part : out + part;
   }
-  const auto weights = attention_weights.transpose(1, 2).reshape({n * m, 1, lq, levels * points});
-  const auto out = (at::stack(sampled, -2).flatten(-2) * weights).sum(-1).view({n, m * d, lq});
+  out = out.view({n, m * d, lq});
   return out.transpose(1, 2).contiguous();
 }
 

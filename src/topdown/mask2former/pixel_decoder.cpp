@@ -87,21 +87,25 @@ at::Tensor position_embedding_sine(std::int64_t height, std::int64_t width,
                                    double temperature) {
   const auto f = options.dtype(at::kFloat);
   constexpr double kScale = 2.0 * M_PI, kEps = 1e-6;
-  // The cumulative sums of an all-true not-mask are 1..H and 1..W; the same float32 operations
-  // as the original follow.
-  auto y_embed = at::arange(1, height + 1, f).view({1, height, 1}).expand({1, height, width});
-  auto x_embed = at::arange(1, width + 1, f).view({1, 1, width}).expand({1, height, width});
-  y_embed = y_embed / (y_embed.narrow(1, height - 1, 1) + kEps) * kScale;
-  x_embed = x_embed / (x_embed.narrow(2, width - 1, 1) + kEps) * kScale;
   auto dim_t = at::arange(num_pos_feats, f);
   dim_t = at::pow(temperature, 2 * at::div(dim_t, 2, "floor") / static_cast<double>(num_pos_feats));
-  auto embed = [&](const at::Tensor& e) {
-    const auto p = e.unsqueeze(-1) / dim_t;  // [1, H, W, F]
-    return at::stack({p.slice(3, 0, num_pos_feats, 2).sin(), p.slice(3, 1, num_pos_feats, 2).cos()},
-                     4)
-        .flatten(3);
+  // The cumulative sums of an all-true not-mask are 1..n along each axis, normalised by the last
+  // with the original's float32 operations. Each axis's features depend on that axis only: they
+  // are computed once per row / column and broadcast (the sines were most of the time).
+  auto embed = [&](std::int64_t n) {  // [n, F]
+    auto e = at::arange(1, n + 1, f);
+    e = e / (e.narrow(0, n - 1, 1) + kEps) * kScale;
+    const auto p = e.unsqueeze(-1) / dim_t;
+    return at::stack({p.slice(1, 0, num_pos_feats, 2).sin(), p.slice(1, 1, num_pos_feats, 2).cos()},
+                     2)
+        .flatten(1);
   };
-  return at::cat({embed(y_embed), embed(x_embed)}, 3).permute({0, 3, 1, 2});
+  const auto pos_y = embed(height).view({1, height, 1, num_pos_feats});
+  const auto pos_x = embed(width).view({1, 1, width, num_pos_feats});
+  return at::cat({pos_y.expand({1, height, width, num_pos_feats}),
+                  pos_x.expand({1, height, width, num_pos_feats})},
+                 3)
+      .permute({0, 3, 1, 2});
 }
 
 // ---- encoder ----
