@@ -94,7 +94,8 @@ nlohmann::json bench_resnet(const BenchContext& ctx) {
 
   const double gflop = backbones::resnet_conv_flops(options, size, size) / 1e9;
   const double theirs = reference.is_null() ? 0.0 : reference.value("seconds", 0.0);
-  const double theirs_cl = reference.is_null() ? 0.0 : reference.value("channels_last_seconds", 0.0);
+  const double theirs_cl =
+      reference.is_null() ? 0.0 : reference.value("channels_last_seconds", 0.0);
   std::cout << fmt::format(
       "ResNet-50 trunk forward, {}x{}, batch 1, {} threads, {:.1f} GFLOP (convolutions); GEMM "
       "rate {:.1f} GFLOP/s\n",
@@ -118,20 +119,20 @@ nlohmann::json bench_resnet(const BenchContext& ctx) {
   } else {
     std::cout << "python3-torchvision: not available, no comparison\n";
   }
-  nlohmann::json result = {{"benchmark", "resnet"},
-                           {"model", "resnet50 trunk"},
-                           {"size", size},
-                           {"threads", threads},
-                           {"gflop", gflop},
-                           {"gemm_gflops", gemm_rate},
-                           {"wico_seconds", ours},
-                           {"wico_nchw_seconds", plain},
-                           {"wico_channels_last_seconds", channels_last},
-                           {"wico_fused_seconds", fused},
-                           {"python_seconds", theirs > 0 ? nlohmann::json(theirs) : nullptr},
-                           {"python_channels_last_seconds",
-                            theirs_cl > 0 ? nlohmann::json(theirs_cl) : nullptr},
-                           {"speedup", theirs > 0 ? nlohmann::json(theirs / ours) : nullptr}};
+  nlohmann::json result = {
+      {"benchmark", "resnet"},
+      {"model", "resnet50 trunk"},
+      {"size", size},
+      {"threads", threads},
+      {"gflop", gflop},
+      {"gemm_gflops", gemm_rate},
+      {"wico_seconds", ours},
+      {"wico_nchw_seconds", plain},
+      {"wico_channels_last_seconds", channels_last},
+      {"wico_fused_seconds", fused},
+      {"python_seconds", theirs > 0 ? nlohmann::json(theirs) : nullptr},
+      {"python_channels_last_seconds", theirs_cl > 0 ? nlohmann::json(theirs_cl) : nullptr},
+      {"speedup", theirs > 0 ? nlohmann::json(theirs / ours) : nullptr}};
   if (!reference.is_null()) result["python_torch"] = reference["torch"];
   return result;
 }

@@ -30,14 +30,14 @@ using test::TensorFixture;
 constexpr double kTolerance = 1e-4;
 
 const TensorFixture& fixture() {
-  static const TensorFixture f(std::filesystem::path(WICO_TEST_DATA_DIR) / "msdeform" /
-                               "msdeform");
+  static const TensorFixture f(std::filesystem::path(WICO_TEST_DATA_DIR) / "msdeform" / "msdeform");
   return f;
 }
 
 SpatialShapes shapes_of(const nlohmann::json& list) {
   SpatialShapes out;
-  for (const auto& hw : list) out.push_back({hw.at(0).get<std::int64_t>(), hw.at(1).get<std::int64_t>()});
+  for (const auto& hw : list)
+    out.push_back({hw.at(0).get<std::int64_t>(), hw.at(1).get<std::int64_t>()});
   return out;
 }
 
@@ -51,25 +51,25 @@ std::int64_t count(const std::vector<at::Tensor>& tensors) {
 
 TEST(MsDeformAttnCore, MatchesThePythonReference) {
   const auto& f = fixture();
-  const auto out = ms_deform_attn_core(f.get("core.value"), shapes_of(f.meta()["core"]["spatial_shapes"]),
-                                       f.get("core.sampling_locations"),
-                                       f.get("core.attention_weights"));
+  const auto out =
+      ms_deform_attn_core(f.get("core.value"), shapes_of(f.meta()["core"]["spatial_shapes"]),
+                          f.get("core.sampling_locations"), f.get("core.attention_weights"));
   EXPECT_LT(max_abs_diff(out, f.get("core.output")), kTolerance);
 }
 
 MSDeformAttn fixture_attention() {
   const auto& m = fixture().meta()["attn"];
-  return MSDeformAttn(MSDeformAttnOptions{m["d_model"].get<std::int64_t>(),
-                                          m["n_levels"].get<std::int64_t>(),
-                                          m["n_heads"].get<std::int64_t>(),
-                                          m["n_points"].get<std::int64_t>()});
+  return MSDeformAttn(
+      MSDeformAttnOptions{m["d_model"].get<std::int64_t>(), m["n_levels"].get<std::int64_t>(),
+                          m["n_heads"].get<std::int64_t>(), m["n_points"].get<std::int64_t>()});
 }
 
 TEST(MsDeformAttn, InitIsTheOriginals) {
   auto attn = fixture_attention();
   // Head h's direction (cos, sin)(2 pi h / M) pushed to the square's edge, times point + 1.
-  EXPECT_LT(max_abs_diff(attn->sampling_offsets->bias, fixture().get("attn.init.sampling_offsets.bias")),
-            1e-6);
+  EXPECT_LT(
+      max_abs_diff(attn->sampling_offsets->bias, fixture().get("attn.init.sampling_offsets.bias")),
+      1e-6);
   EXPECT_EQ(attn->sampling_offsets->weight.abs().max().item<float>(), 0.0f);
   EXPECT_EQ(attn->attention_weights->weight.abs().max().item<float>(), 0.0f);
   EXPECT_EQ(attn->attention_weights->bias.abs().max().item<float>(), 0.0f);
@@ -84,9 +84,15 @@ TEST(MsDeformAttn, InitIsTheOriginals) {
 TEST(MsDeformAttn, MatchesThePythonReference) {
   const auto& f = fixture();
   auto attn = fixture_attention();
-  const std::set<std::string> data{"init.sampling_offsets.bias", "query", "input_flatten",
-                                   "reference_points2", "reference_points4", "padding_mask",
-                                   "output2", "output4", "output2_masked"};
+  const std::set<std::string> data{"init.sampling_offsets.bias",
+                                   "query",
+                                   "input_flatten",
+                                   "reference_points2",
+                                   "reference_points4",
+                                   "padding_mask",
+                                   "output2",
+                                   "output4",
+                                   "output2_masked"};
   EXPECT_TRUE(f.load_into(*attn, "attn.", data).empty());
   EXPECT_EQ(attn->named_parameters().size(), f.meta()["attn"]["weights"].get<std::size_t>());
   const auto shapes = shapes_of(f.meta()["attn"]["spatial_shapes"]);
@@ -106,8 +112,9 @@ TEST(MsDeformAttn, MatchesThePythonReference) {
 }
 
 TEST(MsDeformAttn, OptionErrorsNameTheValues) {
-  auto msg = test::thrown_message<ConfigError>(
-      [] { MSDeformAttn(MSDeformAttnOptions{30, 4, 8, 4}); });
+  auto msg = test::thrown_message<ConfigError>([] {
+    MSDeformAttn(MSDeformAttnOptions{30, 4, 8, 4});
+  });
   EXPECT_NE(msg.find("d_model (30)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("n_heads (8)"), std::string::npos) << msg;
   msg = test::thrown_message<ConfigError>([] { MSDeformAttn(MSDeformAttnOptions{32, 0, 8, 4}); });
@@ -310,16 +317,16 @@ TEST(PixelDecoder, PaperSizeParameterCountIsTheOriginals) {
   const std::int64_t c = 256, levels = 3, heads = 8, points = 4, ffn = 1024, layers = 6, mask = 256;
   std::int64_t expected = 0;
   for (std::int64_t in : {2048, 1024, 512}) expected += in * c + c + 2 * c;  // input_proj
-  expected += levels * c;                                                   // level_embed
+  expected += levels * c;                                                    // level_embed
   const std::int64_t samples = heads * levels * points;
   const std::int64_t layer = (c * samples * 2 + samples * 2) + (c * samples + samples) +
-                             2 * (c * c + c) +                 // value_proj, output_proj
+                             2 * (c * c + c) +                  // value_proj, output_proj
                              (c * ffn + ffn) + (ffn * c + c) +  // linear1, linear2
                              2 * 2 * c;                         // norm1, norm2
   expected += layers * layer;
-  expected += c * mask + mask;             // mask_features
-  expected += 256 * c + 2 * c;             // adapter_1 (res2, no bias) + GN
-  expected += 9 * c * c + 2 * c;           // layer_1 (3x3, no bias) + GN
+  expected += c * mask + mask;    // mask_features
+  expected += 256 * c + 2 * c;    // adapter_1 (res2, no bias) + GN
+  expected += 9 * c * c + 2 * c;  // layer_1 (3x3, no bias) + GN
   const auto ours = count(decoder->parameters());
   std::cout << "MSDeformAttnPixelDecoder (ResNet-50 inputs) parameters: " << ours << "\n";
   EXPECT_EQ(ours, expected);
@@ -337,9 +344,13 @@ TEST(PixelDecoder, ValidateNamesTheBadValue) {
     EXPECT_NE(msg.find(part), std::string::npos) << msg;
   };
   expect(message([](PixelDecoderOptions& o) { o.in_channels.clear(); }), "in_channels is empty");
-  expect(message([](PixelDecoderOptions& o) { o.in_channels = {8, 12, 16}; }),
+  expect(message([](PixelDecoderOptions& o) {
+           o.in_channels = {8, 12, 16};
+         }),
          "in_channels [8, 12, 16] and in_strides [4, 8, 16, 32]");
-  expect(message([](PixelDecoderOptions& o) { o.in_strides = {4, 8, 12, 32}; }),
+  expect(message([](PixelDecoderOptions& o) {
+           o.in_strides = {4, 8, 12, 32};
+         }),
          "in_strides [4, 8, 12, 32]");
   expect(message([](PixelDecoderOptions& o) { o.conv_dim = 30; }), "conv_dim (30)");
   expect(message([](PixelDecoderOptions& o) { o.num_heads = 3; }), "num_heads (3)");
@@ -348,7 +359,8 @@ TEST(PixelDecoder, ValidateNamesTheBadValue) {
   expect(message([](PixelDecoderOptions& o) { o.dropout = 1.0; }), "dropout (1");
   expect(message([](PixelDecoderOptions& o) { o.transformer_in_levels = 5; }),
          "transformer_in_levels (5) must be in 1..4");
-  expect(message([](PixelDecoderOptions& o) { o.in_channels[2] = 0; }), "in_channels [8, 12, 0, 24]");
+  expect(message([](PixelDecoderOptions& o) { o.in_channels[2] = 0; }),
+         "in_channels [8, 12, 0, 24]");
   // The constructor validates too; forward checks the features.
   auto o = small_options();
   o.mask_dim = 0;

@@ -28,18 +28,23 @@ at::Tensor ms_deform_attn_core(const at::Tensor& value, const SpatialShapes& sha
              "ms_deform_attn_core: ", shapes.size(), " spatial shapes for ", levels, " levels");
   const auto value_list = value.split_with_sizes(sizes, 1);  // checks that they sum to S
   const auto grids = sampling_locations * 2 - 1;             // grid_sample's [-1, 1]
-  std::vector<at::Tensor> sampled;
+  // [N, Lq, M, L, P] -> [N*M, 1, Lq, L, P]
+  const auto weights = attention_weights.transpose(1, 2).reshape({n * m, 1, lq, levels, points});
+  at::Tensor out;  // [N*M, D, Lq]
   for (std::int64_t l = 0; l < levels; ++l) {
     // [N, HW, M, D] -> [N*M, D, H, W]
-    const auto value_l = value_list[l].flatten(2).transpose(1, 2).reshape(
-        {n * m, d, shapes[l][0], shapes[l][1]});
+    const auto value_l =
+        value_list[l].flatten(2).transpose(1, 2).reshape({n * m, d, shapes[l][0], shapes[l][1]});
     // [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
     const auto grid_l = grids.select(3, l).transpose(1, 2).flatten(0, 1);
     // bilinear, zeros padding, align_corners=false -> [N*M, D, Lq, P]
-    sampled.push_back(at::grid_sampler(value_l, grid_l, 0, 0, false));
+    const auto sampled = at::grid_sampler(value_l, grid_l, 0, 0, false);
+    // Weighted per level and accumulated: the original stacks all levels first, the same sum
+    // in another order without the [N*M, D, Lq, L*P] copy.
+    const auto part = (sampled * weights.select(3, l)).sum(-1);
+    out = l == 0 ? part : out + part;
   }
-  const auto weights = attention_weights.transpose(1, 2).reshape({n * m, 1, lq, levels * points});
-  const auto out = (at::stack(sampled, -2).flatten(-2) * weights).sum(-1).view({n, m * d, lq});
+  out = out.view({n, m * d, lq});
   return out.transpose(1, 2).contiguous();
 }
 
@@ -47,8 +52,8 @@ void MSDeformAttnOptions::validate() const {
   auto fail = [](const std::string& what) { throw ConfigError("MSDeformAttn options: " + what); };
   if (d_model < 1 || n_levels < 1 || n_heads < 1 || n_points < 1) {
     fail("d_model (" + std::to_string(d_model) + "), n_levels (" + std::to_string(n_levels) +
-         "), n_heads (" + std::to_string(n_heads) + ") and n_points (" +
-         std::to_string(n_points) + ") must be positive");
+         "), n_heads (" + std::to_string(n_heads) + ") and n_points (" + std::to_string(n_points) +
+         ") must be positive");
   }
   if (d_model % n_heads != 0) {
     fail("d_model (" + std::to_string(d_model) + ") must be divisible by n_heads (" +
@@ -71,7 +76,8 @@ void MSDeformAttnImpl::reset_parameters() {
   torch::NoGradGuard no_grad;
   const auto& o = options_;
   sampling_offsets->weight.zero_();
-  const auto thetas = at::arange(o.n_heads, at::kFloat) * (2.0 * M_PI / static_cast<double>(o.n_heads));
+  const auto thetas =
+      at::arange(o.n_heads, at::kFloat) * (2.0 * M_PI / static_cast<double>(o.n_heads));
   auto grid = at::stack({thetas.cos(), thetas.sin()}, -1);
   grid = (grid / std::get<0>(grid.abs().max(-1, /*keepdim=*/true)))
              .view({o.n_heads, 1, 1, 2})
@@ -96,8 +102,8 @@ at::Tensor MSDeformAttnImpl::forward(const at::Tensor& query, const at::Tensor& 
                  input_flatten.size(2) == o.d_model && input_flatten.size(0) == query.size(0),
              "MSDeformAttn: expected query [N, Lq, ", o.d_model, "] and input [N, S, ", o.d_model,
              "], got ", query.sizes(), " and ", input_flatten.sizes());
-  WICO_CHECK(static_cast<std::int64_t>(shapes.size()) == o.n_levels, "MSDeformAttn: ",
-             shapes.size(), " spatial shapes for n_levels ", o.n_levels);
+  WICO_CHECK(static_cast<std::int64_t>(shapes.size()) == o.n_levels,
+             "MSDeformAttn: ", shapes.size(), " spatial shapes for n_levels ", o.n_levels);
   std::int64_t total = 0;
   for (const auto& [h, w] : shapes) total += h * w;
   WICO_CHECK(total == input_flatten.size(1), "MSDeformAttn: the spatial shapes cover ", total,
@@ -128,8 +134,7 @@ at::Tensor MSDeformAttnImpl::forward(const at::Tensor& query, const at::Tensor& 
       wh.push_back(static_cast<float>(w));
       wh.push_back(static_cast<float>(h));
     }
-    const auto normalizer =
-        at::tensor(wh, offsets.options()).view({1, 1, 1, o.n_levels, 1, 2});
+    const auto normalizer = at::tensor(wh, offsets.options()).view({1, 1, 1, o.n_levels, 1, 2});
     locations = ref + offsets / normalizer;
   } else {
     locations = ref.narrow(-1, 0, 2) +

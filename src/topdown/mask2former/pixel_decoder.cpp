@@ -87,28 +87,31 @@ at::Tensor position_embedding_sine(std::int64_t height, std::int64_t width,
                                    double temperature) {
   const auto f = options.dtype(at::kFloat);
   constexpr double kScale = 2.0 * M_PI, kEps = 1e-6;
-  // The cumulative sums of an all-true not-mask are 1..H and 1..W; the same float32 operations
-  // as the original follow.
-  auto y_embed = at::arange(1, height + 1, f).view({1, height, 1}).expand({1, height, width});
-  auto x_embed = at::arange(1, width + 1, f).view({1, 1, width}).expand({1, height, width});
-  y_embed = y_embed / (y_embed.narrow(1, height - 1, 1) + kEps) * kScale;
-  x_embed = x_embed / (x_embed.narrow(2, width - 1, 1) + kEps) * kScale;
   auto dim_t = at::arange(num_pos_feats, f);
   dim_t = at::pow(temperature, 2 * at::div(dim_t, 2, "floor") / static_cast<double>(num_pos_feats));
-  auto embed = [&](const at::Tensor& e) {
-    const auto p = e.unsqueeze(-1) / dim_t;  // [1, H, W, F]
-    return at::stack({p.slice(3, 0, num_pos_feats, 2).sin(), p.slice(3, 1, num_pos_feats, 2).cos()},
-                     4)
-        .flatten(3);
+  // The cumulative sums of an all-true not-mask are 1..n along each axis, normalised by the last
+  // with the original's float32 operations. Each axis's features depend on that axis only: they
+  // are computed once per row / column and broadcast (the sines were most of the time).
+  auto embed = [&](std::int64_t n) {  // [n, F]
+    auto e = at::arange(1, n + 1, f);
+    e = e / (e.narrow(0, n - 1, 1) + kEps) * kScale;
+    const auto p = e.unsqueeze(-1) / dim_t;
+    return at::stack({p.slice(1, 0, num_pos_feats, 2).sin(), p.slice(1, 1, num_pos_feats, 2).cos()},
+                     2)
+        .flatten(1);
   };
-  return at::cat({embed(y_embed), embed(x_embed)}, 3).permute({0, 3, 1, 2});
+  const auto pos_y = embed(height).view({1, height, 1, num_pos_feats});
+  const auto pos_x = embed(width).view({1, 1, width, num_pos_feats});
+  return at::cat({pos_y.expand({1, height, width, num_pos_feats}),
+                  pos_x.expand({1, height, width, num_pos_feats})},
+                 3)
+      .permute({0, 3, 1, 2});
 }
 
 // ---- encoder ----
 
-MSDeformAttnEncoderLayerImpl::MSDeformAttnEncoderLayerImpl(std::int64_t d_model,
-                                                           std::int64_t d_ffn, double dropout,
-                                                           std::int64_t n_levels,
+MSDeformAttnEncoderLayerImpl::MSDeformAttnEncoderLayerImpl(std::int64_t d_model, std::int64_t d_ffn,
+                                                           double dropout, std::int64_t n_levels,
                                                            std::int64_t n_heads,
                                                            std::int64_t n_points)
     : dropout_(dropout) {
@@ -195,10 +198,10 @@ void MSDeformAttnTransformerEncoderOnlyImpl::reset_parameters() {
 at::Tensor MSDeformAttnTransformerEncoderOnlyImpl::forward(const std::vector<at::Tensor>& srcs,
                                                            const std::vector<at::Tensor>& pos,
                                                            SpatialShapes* shapes) {
-  WICO_CHECK(srcs.size() == pos.size() &&
-                 static_cast<std::int64_t>(srcs.size()) == level_embed.size(0),
-             "MSDeformAttnTransformerEncoderOnly: ", srcs.size(), " levels and ", pos.size(),
-             " position embeddings for ", level_embed.size(0), " level embeddings");
+  WICO_CHECK(
+      srcs.size() == pos.size() && static_cast<std::int64_t>(srcs.size()) == level_embed.size(0),
+      "MSDeformAttnTransformerEncoderOnly: ", srcs.size(), " levels and ", pos.size(),
+      " position embeddings for ", level_embed.size(0), " level embeddings");
   SpatialShapes local;
   auto& sh = shapes ? *shapes : local;
   sh.clear();
@@ -252,10 +255,9 @@ MSDeformAttnPixelDecoderImpl::MSDeformAttnPixelDecoderImpl(PixelDecoderOptions o
     conv->bias.zero_();
     input_proj->push_back(torch::nn::Sequential(conv, gn));
   }
-  transformer = register_module(
-      "transformer", MSDeformAttnTransformerEncoderOnly(o.conv_dim, o.num_heads, o.num_layers,
-                                                        o.ffn_dim, o.dropout, levels,
-                                                        o.num_points));
+  transformer = register_module("transformer", MSDeformAttnTransformerEncoderOnly(
+                                                   o.conv_dim, o.num_heads, o.num_layers, o.ffn_dim,
+                                                   o.dropout, levels, o.num_points));
   mask_features = register_module(
       "mask_features", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.conv_dim, o.mask_dim, 1)));
   {
@@ -265,10 +267,10 @@ MSDeformAttnPixelDecoderImpl::MSDeformAttnPixelDecoderImpl(PixelDecoderOptions o
   // adapter_j / layer_j for the j-th finest input; used coarsest first.
   for (std::int64_t j = 0; j < n - levels; ++j) {
     const auto name = std::to_string(j + 1);
-    lateral_convs.insert(lateral_convs.begin(),
-                         register_module("adapter_" + name,
-                                         ConvNorm(o.in_channels[j], o.conv_dim, 1, o.num_groups,
-                                                  /*relu=*/false)));
+    lateral_convs.insert(
+        lateral_convs.begin(),
+        register_module("adapter_" + name, ConvNorm(o.in_channels[j], o.conv_dim, 1, o.num_groups,
+                                                    /*relu=*/false)));
     output_convs.insert(output_convs.begin(),
                         register_module("layer_" + name, ConvNorm(o.conv_dim, o.conv_dim, 3,
                                                                   o.num_groups, /*relu=*/true)));
@@ -295,8 +297,8 @@ PixelDecoderOutput MSDeformAttnPixelDecoderImpl::forward(const std::vector<at::T
     const auto x = features[n - 1 - i].to(at::kFloat);
     auto& proj = *input_proj[i]->as<torch::nn::Sequential>();
     const auto* conv = proj[0]->as<torch::nn::Conv2d>();
-    srcs.push_back(proj[1]->as<torch::nn::GroupNorm>()->forward(
-        conv1x1(x, conv->weight, conv->bias)));
+    srcs.push_back(
+        proj[1]->as<torch::nn::GroupNorm>()->forward(conv1x1(x, conv->weight, conv->bias)));
     pos.push_back(position_embedding_sine(x.size(2), x.size(3), o.conv_dim / 2, x.options()));
   }
   SpatialShapes shapes;

@@ -42,7 +42,7 @@
 namespace wico::topdown {
 
 struct PixelDecoderOptions {
-  std::vector<std::int64_t> in_channels;  // channels of res2..res5 (finest first)
+  std::vector<std::int64_t> in_channels;               // channels of res2..res5 (finest first)
   std::vector<std::int64_t> in_strides{4, 8, 16, 32};  // each twice the previous
   std::int64_t conv_dim = 256, mask_dim = 256;
   std::int64_t num_layers = 6, num_heads = 8, num_points = 4, ffn_dim = 1024;
