@@ -1,0 +1,76 @@
+// `wico tables` through the built tool on a small synthetic set with two-step runs: every run a
+// table needs is trained and evaluated, a second call reuses them, missing backends are listed.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "test_util.h"
+#include "wico/data/synthetic.h"
+
+namespace wico {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TablesCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    data::generate_synthetic({dir_->path() / "data", 30, 3, 2, false});
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string args(int table, const std::string& extra = "") {
+    const std::string small =
+        "data.input_size=64, mask2former.points=64, top_down.train_candidates=predicted";
+    return "tables --table " + std::to_string(table) + " --root " + (dir_->path() / "data").string() +
+           " --runs " + (dir_->path() / "runs").string() + " --configs " WICO_SOURCE_DIR
+           "/configs/tiny --paper " WICO_SOURCE_DIR "/configs/paper_results.yaml" +
+           " --set data.input_size=64 --set mask2former.points=64 --set data.batch_size=4"
+           " --set data.workers=1 --set train.iterations=2 --set train.val_every=-1"
+           " --set train.warmup_iterations=0 --set log.progress=off"
+           " --set 'wico.branch_set=[" + small + "]'" + extra;
+  }
+  static test::TempDir* dir_;
+};
+test::TempDir* TablesCli::dir_ = nullptr;
+
+TEST_F(TablesCli, Table2TrainsEvaluatesAndThenReuses) {
+  const auto first = test::run_wico(args(2));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  for (const char* row : {"| INTERSECTION | - |", "| UNION | - |", "| AVERAGE | - |", "| SI | - |",
+                          "| GSI | - |", "| SI | CFI |", "| GSI | CFI |"}) {
+    EXPECT_NE(first.output.find(row), std::string::npos) << row << "\n" << first.output;
+  }
+  EXPECT_NE(first.output.find("ours: LAVT (alpha, bottom-up) + MAttNet"), std::string::npos);
+  EXPECT_NE(first.output.find("eval --compose"), std::string::npos);  // the fixed rules
+  EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "table2.md"));
+  EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "td_refcoco_s0" / "checkpoints" / "best.pt"));
+  // Everything is there now: nothing is trained or evaluated again, the table is the same.
+  const auto second = test::run_wico(args(2));
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(second.output.find("$ "), std::string::npos) << second.output;
+  EXPECT_EQ(first.output.substr(first.output.find("## Table 2")), second.output.substr(second.output.find("## Table 2")));
+}
+
+TEST_F(TablesCli, Table3ListsMissingBackendsAndDryRunsRunNothing) {
+  const auto out = test::run_wico(args(3, " --dry-run"));
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  EXPECT_NE(out.output.find("| VLT + CRIS | BU+BU | missing: VLT not in this build"), std::string::npos) << out.output;
+  EXPECT_NE(out.output.find("| CAC + MAttNet | TD+TD | missing: CAC not in this build"), std::string::npos);
+  EXPECT_NE(out.output.find("$ "), std::string::npos);  // the commands it would run
+  EXPECT_FALSE(fs::exists(dir_->path() / "runs" / "table3.md"));
+}
+
+TEST_F(TablesCli, BadArgumentsAreUsageErrors) {
+  const auto out = test::run_wico("tables --table 4");
+  EXPECT_EQ(out.exit_code, 2) << out.output;
+  const auto missing = test::run_wico("tables --table 2 --root /nonexistent --paper " WICO_SOURCE_DIR "/configs/paper_results.yaml");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.output.find("needs refcoco under /nonexistent"), std::string::npos) << missing.output;
+}
+
+}  // namespace
+}  // namespace wico
