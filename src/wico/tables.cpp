@@ -155,6 +155,8 @@ class TableMaker {
     return s;
   }
 
+  // A run is finished when its best checkpoint exists (runs validate at least at their end:
+  // train.val_every >= 0).
   void train(const Run& r) {
     if (r.compose || fs::exists(best(r))) return;
     const fs::path dir = o_.runs / r.name;
@@ -308,6 +310,8 @@ class TableMaker {
     notes_.push_back(fmt::format("ours: {} (alpha, bottom-up) + MAttNet (beta, top-down); the "
                                  "paper's: {}", upper(backend), p["pair"].as<std::string>()));
     const Run td = branch_run("td", d, 0), bu = branch_run(backend, d, 0);
+    train(td);
+    train(bu);
     const std::vector<std::string> val = {"val"};
     struct Row {
       std::string key, integration;
@@ -403,6 +407,8 @@ class TableMaker {
                    const std::string& paper_speed) {
     const std::int64_t seed = o_.seeds.front();
     const Run ra = branch_run(ka, d, 0), rb = branch_run(kb, d, ka == kb ? 1 : 0);
+    train(ra);
+    train(rb);
     const std::string backend = ka != "td" ? ka : (kb != "td" ? kb : first_backend());
     Run pair = pair_run(ra, rb, backend, d, "gsi", false, true, seed, false);
     const auto m = evaluate(pair, {"val"});

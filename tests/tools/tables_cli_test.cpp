@@ -29,7 +29,7 @@ class TablesCli : public ::testing::Test {
            " --runs " + (dir_->path() / "runs").string() + " --configs " WICO_SOURCE_DIR
            "/configs/tiny --paper " WICO_SOURCE_DIR "/configs/paper_results.yaml" +
            " --set data.input_size=64 --set mask2former.points=64 --set data.batch_size=4"
-           " --set data.workers=1 --set train.iterations=2 --set train.val_every=-1"
+           " --set data.workers=1 --set train.iterations=2 --set train.val_every=0"
            " --set train.warmup_iterations=0 --set log.progress=off"
            " --set 'wico.branch_set=[" + small + "]'" + extra;
   }
