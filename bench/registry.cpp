@@ -11,6 +11,7 @@ nlohmann::json bench_swin(const BenchContext& ctx);
 nlohmann::json bench_lavt(const BenchContext& ctx);
 nlohmann::json bench_wico(const BenchContext& ctx);
 nlohmann::json bench_resnet(const BenchContext& ctx);
+nlohmann::json bench_topdown(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
@@ -28,6 +29,9 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
                "paper-size WiCo (LAVT + Mask2Former/MAttNet): CFI + GSI's cost vs the two branches");
   registry.add("resnet", bench_resnet,
                "ResNet-50 trunk forward at 480x480 vs python3-torchvision's, and vs the GEMM rate");
+  registry.add("topdown", bench_topdown,
+               "paper-size top-down branch (Mask2Former R50 + MAttNet) at 480x480: time, peak "
+               "memory, FLOP rate vs the GEMM rate");
 }
 
 }  // namespace wico

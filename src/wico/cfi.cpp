@@ -46,6 +46,11 @@ ComplementaryFeatureInteractionImpl::ComplementaryFeatureInteractionImpl(CfiOpti
   register_module("ffn", ffn);
   norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
   score_head_ = register_module("score_head", torch::nn::Linear(d, 1));
+  {
+    torch::NoGradGuard no_grad;
+    score_head_->weight.zero_();
+    score_head_->bias.zero_();
+  }
   assign_proj_ = register_module("assign_proj", torch::nn::Linear(d, options_.pixel_dim));
   const auto p = options_.pixel_dim;
   fuse_weight_ = register_parameter("fuse_weight", at::zeros({p, 2 * p}));
@@ -79,8 +84,10 @@ CfiOutput ComplementaryFeatureInteractionImpl::forward(const at::Tensor& embeddi
   }
   CfiOutput out;
   out.embeddings = norm_->forward(q);
-  out.score_logits =
-      score_head_->forward(out.embeddings).squeeze(-1).masked_fill(valid.logical_not(), -INFINITY);
+  // S_hat's logits are log S plus a zero-initialised correction from E_hat: like E_p_hat, the
+  // enhanced scores start equal to the matcher's, so fine-tuning starts from the trained branch.
+  out.score_logits = (scores.clamp_min(1e-12).log() + score_head_->forward(out.embeddings).squeeze(-1))
+                         .masked_fill(valid.logical_not(), -INFINITY);
   // A sample without valid instances would give NaN: its scores are all zero instead.
   const at::Tensor any = valid.any(1, true);
   out.scores = at::where(any, out.score_logits.masked_fill(any.logical_not(), 0).softmax(1),

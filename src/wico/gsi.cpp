@@ -17,7 +17,9 @@ at::Tensor ScoreHeadImpl::forward(const at::Tensor& features) {
 
 BranchScore score_branch(const at::Tensor& head_output, bool sample) {
   BranchScore s;
-  s.mu = head_output.select(1, 0);
+  // An IoU lies in [0, 1]: mu is squashed into it (a negative confidence would flip the sign of
+  // the blend's gradient to its branch).
+  s.mu = head_output.select(1, 0).sigmoid();
   if (head_output.size(1) == 1) {
     s.sampled = s.mu;
     return s;
@@ -36,7 +38,9 @@ at::Tensor straight_through_top_down(const at::Tensor& masks, const at::Tensor& 
 at::Tensor blend(const at::Tensor& p_td, const at::Tensor& iou_td, const at::Tensor& p_bu,
                  const at::Tensor& iou_bu) {
   const auto b = p_td.size(0);
-  return (p_td * iou_td.view({b, 1, 1, 1}) + p_bu * iou_bu.view({b, 1, 1, 1})) / 2;
+  const at::Tensor w_td = iou_td.clamp(0.0, 1.0).view({b, 1, 1, 1});
+  const at::Tensor w_bu = iou_bu.clamp(0.0, 1.0).view({b, 1, 1, 1});
+  return (p_td * w_td + p_bu * w_bu) / 2;
 }
 
 at::Tensor binarised_iou(const at::Tensor& probability, const at::Tensor& targets,

@@ -42,6 +42,7 @@ TEST(Cfi, StartsAsTheIdentityOnPixelEmbeddings) {
   const Inputs in = inputs();
   const CfiOutput out = cfi->forward(in.e, in.s, in.valid, in.masks, in.ep);
   EXPECT_TRUE(torch::equal(out.pixel_embeddings, in.ep));  // DESIGN decision 1: P_bu_hat == P_bu
+  EXPECT_TRUE(torch::allclose(out.scores, in.s, 1e-5, 1e-7));  // and S_hat == S
   EXPECT_EQ(out.embeddings.sizes(), (torch::IntArrayRef{2, 3, 8}));
   EXPECT_TRUE(torch::allclose(out.scores.sum(1), torch::ones({2})));
   EXPECT_EQ(out.scores[1][2].item<float>(), 0.0f);

@@ -27,19 +27,21 @@ TEST(Gsi, StraightThroughTopDownHasEq1sValueAndPassesGradientsToEveryScore) {
 }
 
 TEST(Gsi, ScoresAreSampledWithTheReparameterisationTrickUnderASeed) {
-  const auto head = torch::tensor({{0.6f, std::log(0.1f)}, {0.3f, std::log(0.2f)}});
+  const auto head = torch::tensor({{0.6f, std::log(0.1f)}, {-0.3f, std::log(0.2f)}});
   torch::manual_seed(7);
   const auto a = score_branch(head, true);
   torch::manual_seed(7);
   const auto eps = torch::randn({2});
-  EXPECT_TRUE(torch::allclose(a.sampled, torch::tensor({0.6f, 0.3f}) + torch::tensor({0.1f, 0.2f}) * eps));
+  const auto mu = torch::tensor({0.6f, -0.3f}).sigmoid();  // an IoU in [0, 1]
+  EXPECT_TRUE(torch::allclose(a.mu, mu));
+  EXPECT_TRUE(torch::allclose(a.sampled, mu + torch::tensor({0.1f, 0.2f}) * eps));
   torch::manual_seed(7);
   EXPECT_TRUE(torch::equal(score_branch(head, true).sampled, a.sampled));
   const auto at_eval = score_branch(head, false);
   EXPECT_TRUE(torch::equal(at_eval.sampled, at_eval.mu));
   const auto si = score_branch(torch::tensor({{0.4f}, {0.9f}}), true);  // one value: no sampling
   EXPECT_FALSE(si.log_sigma.defined());
-  EXPECT_TRUE(torch::equal(si.sampled, torch::tensor({0.4f, 0.9f})));
+  EXPECT_TRUE(torch::allclose(si.sampled, torch::tensor({0.4f, 0.9f}).sigmoid()));
 }
 
 TEST(Gsi, SampledScoresCarryGradientsToMuAndSigma) {
@@ -49,16 +51,22 @@ TEST(Gsi, SampledScoresCarryGradientsToMuAndSigma) {
   s.sampled.sum().backward();
   torch::manual_seed(3);
   const float eps = torch::randn({1}).item<float>();
-  EXPECT_FLOAT_EQ(head.grad()[0][0].item<float>(), 1.0f);
+  const float sig = 1.0f / (1.0f + std::exp(-0.5f));
+  EXPECT_FLOAT_EQ(head.grad()[0][0].item<float>(), sig * (1 - sig));
   EXPECT_NEAR(head.grad()[0][1].item<float>(), std::exp(-1.0f) * eps, 1e-6);
 }
 
-TEST(Gsi, BlendIsEq12) {
-  const auto p_td = torch::full({2, 1, 1, 2}, 1.0f);
+TEST(Gsi, BlendIsEq12WithConfidencesClampedToZeroOne) {
+  const auto p_td = torch::full({2, 1, 1, 2}, 1.0f, torch::requires_grad());
   const auto p_bu = torch::full({2, 1, 1, 2}, 0.5f);
-  const auto out = blend(p_td, torch::tensor({0.8f, 0.2f}), p_bu, torch::tensor({0.4f, 1.0f}));
-  EXPECT_FLOAT_EQ(out[0][0][0][0].item<float>(), (0.8f + 0.5f * 0.4f) / 2);
-  EXPECT_FLOAT_EQ(out[1][0][0][1].item<float>(), (0.2f + 0.5f * 1.0f) / 2);
+  auto iou_td = torch::tensor({0.8f, 0.2f}, torch::requires_grad());
+  const auto out = blend(p_td, iou_td, p_bu, torch::tensor({-0.4f, 1.3f}));  // clamped to 0 and 1
+  EXPECT_FLOAT_EQ(out[0][0][0][0].item<float>(), 0.8f / 2);
+  EXPECT_FLOAT_EQ(out[1][0][0][1].item<float>(), (0.2f + 0.5f) / 2);
+  out.sum().backward();
+  // d/d IoU_td = sum of P_td / 2 over the sample's 2 pixels; d/d P_td = IoU_td / 2.
+  EXPECT_TRUE(torch::allclose(iou_td.grad(), torch::tensor({1.0f, 1.0f})));
+  EXPECT_FLOAT_EQ(p_td.grad()[0][0][0][0].item<float>(), 0.4f);
 }
 
 TEST(Gsi, BinarisedIouIsTheTargetOfTheRegression) {

@@ -3,7 +3,9 @@
 // Bottom-up for top-down: the instance embeddings modulated by their scores (E * S, Eq. 5) are the
 // queries of Mask2Former-style decoder layers (cross-attention to the pixel embeddings E_p, then
 // self-attention among the sample's instances, then an FFN), giving enhanced embeddings E_hat and
-// enhanced scores S_hat (a linear score per instance, softmax over the sample's valid instances).
+// enhanced scores S_hat: softmax over the sample's valid instances of log S + a linear score of
+// E_hat, that linear layer zero-initialised so that S_hat == S at the start (as decision 1 keeps
+// P_bu_hat == P_bu).
 //
 // Top-down for bottom-up: every pixel gets the sum of the (projected) enhanced embeddings of the
 // instances whose mask covers it (Eq. 3) and, per DESIGN decision 1, E_p_hat = E_p +

@@ -37,8 +37,9 @@ struct BranchScore {
   at::Tensor sampled;    // [B] the confidence used in the blend (Eq. 9, or mu)
 };
 
-// Splits a head's output and draws the confidence: mu + exp(log_sigma) * eps when `sample` (eps
-// from the global generator, so a seed fixes it), mu otherwise.
+// Splits a head's output [B, 2] (or [B, 1]) into mu = sigmoid(out0) (an IoU lies in [0, 1]) and
+// log sigma = out1, and draws the confidence: mu + exp(log_sigma) * eps when `sample` (eps from
+// the global generator, so a seed fixes it), mu otherwise.
 BranchScore score_branch(const at::Tensor& head_output, bool sample);
 
 // Eq. 10-11: sum_j m_j * lambda_j * s_j with lambda = one_hot(argmax s) + s - sg(s): the value is
@@ -47,6 +48,8 @@ BranchScore score_branch(const at::Tensor& head_output, bool sample);
 at::Tensor straight_through_top_down(const at::Tensor& masks, const at::Tensor& scores);
 
 // Eq. 12: (P_td * IoU_td + P_bu * IoU_bu) / 2, the confidences [B] broadcast over [B, 1, H, W].
+// The confidences are clamped to [0, 1]; the segmentation loss reaches them through the
+// re-parameterised sample (the paper's reason for the trick), as well as the branches' maps.
 at::Tensor blend(const at::Tensor& p_td, const at::Tensor& iou_td, const at::Tensor& p_bu,
                  const at::Tensor& iou_bu);
 

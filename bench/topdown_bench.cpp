@@ -1,0 +1,118 @@
+// `wico bench topdown`: the paper-size top-down branch (Mask2Former R50 + MAttNet,
+// configs/topdown/mask2former_r50_mattnet.yaml) at 480x480, batch 1, inference mode, on its
+// evaluation path (detections as candidates): median seconds of the extractor and the matcher,
+// the process's peak resident memory, and the FLOP rate of the extractor's matrix products and
+// convolutions (counted from the layer shapes) against the GEMM rate measured in the same run.
+// The trunk runs with its frozen norms folded into the convolutions (fuse_frozen_norms).
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <iostream>
+
+#include "wico/backbones/resnet.h"
+#include "wico/core/benchmark.h"
+#include "wico/core/config.h"
+#include "wico/data/loader.h"
+#include "wico/topdown/mask2former/mask2former.h"
+#include "wico/topdown/top_down.h"
+
+namespace wico {
+
+namespace {
+
+double peak_resident() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// 2 x multiply-adds of the pixel decoder and the transformer decoder (attention products and
+// linear layers; bilinear sampling and norms not counted).
+double mask2former_head_flops(const topdown::Mask2FormerOptions& o, std::int64_t size) {
+  const auto& pd = o.pixel_decoder;
+  const auto& d = o.decoder;
+  const double D = static_cast<double>(pd.conv_dim);
+  double flops = 0, tokens = 0;
+  std::vector<double> level_tokens;
+  for (int l = 1; l < 4; ++l) {  // res3..res5
+    const double side = std::ceil(static_cast<double>(size) / static_cast<double>(4 << l));
+    const double t = side * side;
+    level_tokens.push_back(t);
+    tokens += t;
+    flops += 2 * t * static_cast<double>(pd.in_channels[l]) * D;  // input projection
+  }
+  const double H = static_cast<double>(pd.num_heads), P = static_cast<double>(pd.num_points);
+  const double sample_dims = H * 3 * P * 3;  // offsets (2) and weights (1) per head, level, point
+  flops += static_cast<double>(pd.num_layers) *
+           2 * tokens * (D * D * 2 + D * sample_dims + 2 * D * static_cast<double>(pd.ffn_dim));
+  const double s4 = std::ceil(static_cast<double>(size) / 4) * std::ceil(static_cast<double>(size) / 4);
+  flops += 2 * s4 * (static_cast<double>(pd.in_channels[0]) * D + 9 * D * D + D * D);  // FPN, mask features
+  const double Q = static_cast<double>(d.num_queries), F = static_cast<double>(d.ffn_dim);
+  for (std::int64_t i = 0; i < d.num_layers; ++i) {
+    const double m = level_tokens[2 - static_cast<std::size_t>(i % 3)];  // coarsest first
+    flops += 2 * (2 * Q * D * D + 2 * m * D * D + 2 * Q * m * D);  // cross-attention
+    flops += 2 * (4 * Q * D * D + 2 * Q * Q * D);                  // self-attention
+    flops += 2 * 2 * Q * D * F;                                    // FFN
+  }
+  // Prediction heads before the first layer and after each: mask MLP, class, mask products.
+  flops += static_cast<double>(d.num_layers + 1) * 2 *
+           (3 * Q * D * D + Q * D * static_cast<double>(d.num_classes + 1) + Q * D * s4);
+  return flops;
+}
+
+}  // namespace
+
+nlohmann::json bench_topdown(const BenchContext& ctx) {
+  const Config config = Config::load(ctx.quick ? "configs/tiny/topdown.yaml"
+                                               : "configs/topdown/mask2former_r50_mattnet.yaml");
+  at::set_num_threads(ctx.runtime.threads);
+  const double gemm_rate = gemm_gflops();
+  torch::manual_seed(0);
+  topdown::TopDownModel model(config);
+  model.eval();
+  auto* m2f = dynamic_cast<topdown::Mask2FormerExtractor*>(&model.branch().extractor());
+  const std::int64_t folded = m2f ? m2f->backbone->fuse_frozen_norms() : 0;
+  const double built = peak_resident();
+  const std::int64_t size = config.integer("data.input_size"), words = 20;
+  data::Batch batch;
+  batch.images = torch::randn({1, 3, size, size});
+  batch.token_ids = torch::randint(1000, 5000, {1, words}, torch::kLong);
+  batch.attention_mask = torch::ones({1, words}, torch::kLong);
+  batch.info.resize(1);
+  c10::InferenceMode guard;
+  std::vector<double> extractor, matcher;
+  for (int i = 0; i < ctx.warmup + ctx.repeats; ++i) {
+    const topdown::TopDownOutput out = model.branch().forward(batch, false);
+    if (i < ctx.warmup) continue;
+    extractor.push_back(out.extractor_seconds);
+    matcher.push_back(out.matcher_seconds);
+  }
+  std::sort(extractor.begin(), extractor.end());
+  std::sort(matcher.begin(), matcher.end());
+  const double te = extractor[extractor.size() / 2], tm = matcher[matcher.size() / 2];
+  const auto& o = m2f->options();
+  const double gflop = (backbones::resnet_conv_flops(o.backbone, size, size) +
+                        mask2former_head_flops(o, size)) / 1e9;
+  std::int64_t parameters = 0;
+  for (const auto& p : model.parameters()) parameters += p.numel();
+  const double peak = peak_resident();
+  std::cout << fmt::format(
+      "top-down branch {}, {}x{}, batch 1, {} threads, median of {}; {:.1f}M parameters, {} "
+      "frozen norms folded\n"
+      "  extractor          {:8.3f} s  ({:.1f} GFLOP: {:.1f} GFLOP/s = {:.0f}% of the GEMM rate, "
+      "{:.1f} GFLOP/s)\n"
+      "  matcher            {:8.3f} s\n"
+      "  resident memory    {:8.0f} MB after building, {:.0f} MB peak (+{:.0f} MB)\n",
+      ctx.quick ? "(tiny)" : "Mask2Former R50 + MAttNet (paper size)", size, size,
+      ctx.runtime.threads, ctx.repeats, static_cast<double>(parameters) / 1e6, folded, te, gflop,
+      gflop / te, 100.0 * gflop / te / gemm_rate, gemm_rate, tm, built, peak, peak - built);
+  return {{"size", size},         {"extractor_seconds", te}, {"matcher_seconds", tm},
+          {"gflop", gflop},       {"gemm_gflops", gemm_rate}, {"resident_mb_built", built},
+          {"resident_mb_peak", peak}, {"parameters", parameters}};
+}
+
+}  // namespace wico
