@@ -137,7 +137,12 @@ class TableMaker {
     r.sets.push_back(std::string("wico.cfi=") + (cfi ? "true" : "false"));
     r.sets.push_back("train.init=[alpha=" + best(alpha).string() + ", beta=" + best(beta).string() + "]");
     r.sets.push_back(fmt::format("run.seed={}", seed));
-    if (frozen) r.sets.push_back("train.freeze=[^alpha\\., ^beta\\.]");
+    // Frozen branches keep their batch norms' statistics too (train.batch_norm: frozen), so their
+    // results stay those of their own runs.
+    if (frozen) {
+      r.sets.push_back("train.freeze=[^alpha\\., ^beta\\.]");
+      r.sets.push_back("train.batch_norm=frozen");
+    }
     return r;
   }
 

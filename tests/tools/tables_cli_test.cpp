@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "test_util.h"
 #include "wico/data/synthetic.h"
@@ -45,6 +47,18 @@ TEST_F(TablesCli, Table2TrainsEvaluatesAndThenReuses) {
     EXPECT_NE(first.output.find(row), std::string::npos) << row << "\n" << first.output;
   }
   EXPECT_NE(first.output.find("ours: LAVT (alpha, bottom-up) + MAttNet"), std::string::npos);
+  // Rows without CFI keep the branches as their runs left them (frozen weights and batch-norm
+  // statistics): their IoU_alpha and IoU_beta are the composed pair's.
+  auto branch_cells = [&](const std::string& row) {
+    const auto at = first.output.find(row);
+    if (at == std::string::npos) return std::string("missing ") + row;
+    std::string line = first.output.substr(at, first.output.find('\n', at) - at);
+    std::vector<std::string> cells;
+    for (std::size_t p = 0, q; (q = line.find('|', p + 1)) != std::string::npos; p = q) cells.push_back(line.substr(p + 1, q - p - 1));
+    return cells.size() > 4 ? cells[2] + "|" + cells[3] : line;
+  };
+  EXPECT_EQ(branch_cells("| SI | - |"), branch_cells("| AVERAGE | - |"));
+  EXPECT_EQ(branch_cells("| GSI | - |"), branch_cells("| AVERAGE | - |"));
   EXPECT_NE(first.output.find("eval --compose"), std::string::npos);  // the fixed rules
   EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "table2.md"));
   EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "td_refcoco_s0" / "checkpoints" / "best.pt"));
