@@ -78,6 +78,24 @@ TEST_F(TablesCli, Table3ListsMissingBackendsAndDryRunsRunNothing) {
   EXPECT_FALSE(fs::exists(dir_->path() / "runs" / "table3.md"));
 }
 
+TEST_F(TablesCli, Table3RunsToTheEndForTheBranchesThatExist) {
+  const auto out = test::run_wico(args(3));
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  // A mixed pair and the two pairs of one kind (a second run of each branch with seed 1), each
+  // with its IoUs, MER and seconds per part; the paper's rows without a backend stay missing.
+  for (const char* row : {"| LAVT + MAttNet | BU+TD | ", "| LAVT + LAVT (seeds 0, 1) | BU+BU | ",
+                          "| MAttNet + MAttNet (seeds 0, 1) | TD+TD | "}) {
+    const auto at = out.output.find(row);
+    ASSERT_NE(at, std::string::npos) << row << "\n" << out.output;
+    const std::string line = out.output.substr(at, out.output.find('\n', at) - at);
+    EXPECT_EQ(line.find("missing"), std::string::npos) << line;
+    EXPECT_NE(line.find(" = "), std::string::npos) << line;  // total = alpha + beta + WiCo seconds
+  }
+  EXPECT_NE(out.output.find("| VLT + LAVT | BU+BU | missing: VLT not in this build"), std::string::npos);
+  EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "lavt_refcoco_s1" / "checkpoints" / "best.pt"));
+  EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "table3.md"));
+}
+
 TEST_F(TablesCli, BadArgumentsAreUsageErrors) {
   const auto out = test::run_wico("tables --table 4");
   EXPECT_EQ(out.exit_code, 2) << out.output;
