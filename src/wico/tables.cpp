@@ -308,9 +308,9 @@ class TableMaker {
   }
 
   std::string table2() {
-    const std::string backend = first_backend();
     const DataSet& d = data_sets().front();
     if (!data_present(d)) throw ConfigError("Table 2 needs refcoco under " + o_.data_root.string());
+    const std::string backend = first_backend();
     const YAML::Node p = paper_["table2"];
     notes_.push_back(fmt::format("ours: {} (alpha, bottom-up) + MAttNet (beta, top-down); the "
                                  "paper's: {}", upper(backend), p["pair"].as<std::string>()));

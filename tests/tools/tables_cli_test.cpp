@@ -99,7 +99,12 @@ TEST_F(TablesCli, Table3RunsToTheEndForTheBranchesThatExist) {
 TEST_F(TablesCli, BadArgumentsAreUsageErrors) {
   const auto out = test::run_wico("tables --table 4");
   EXPECT_EQ(out.exit_code, 2) << out.output;
-  const auto missing = test::run_wico("tables --table 2 --root /nonexistent --paper " WICO_SOURCE_DIR "/configs/paper_results.yaml");
+  const auto missing = test::run_wico("tables --table 2 --root /nonexistent --configs " WICO_SOURCE_DIR
+                                      "/configs/tiny --paper " WICO_SOURCE_DIR "/configs/paper_results.yaml");
+  const auto no_configs = test::run_wico("tables --table 2 --root " + (dir_->path() / "data").string() +
+                                         " --configs /nonexistent --paper " WICO_SOURCE_DIR "/configs/paper_results.yaml");
+  EXPECT_NE(no_configs.output.find("no bottom-up backend with a config in /nonexistent"), std::string::npos)
+      << no_configs.output;
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.output.find("needs refcoco under /nonexistent"), std::string::npos) << missing.output;
 }
