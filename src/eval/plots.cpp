@@ -181,7 +181,7 @@ void plot_mer_bars(const std::vector<std::pair<std::string, double>>& bars,
   const auto [axis_top, yticks] = share_axis(top * 1.1);
   top = axis_top;
   Axes ax(std::max(620, 160 * static_cast<int>(bars.size()) + 140), 480, 0,
-          static_cast<double>(bars.size()), 0, top, "Mutual error rate (MER) per model pair",
+          static_cast<double>(bars.size()), 0, top, "Mutually exclusive rate (MER) per model pair",
           "model pair", "MER");
   ax.grid_and_ticks(0, yticks, "%.0f", "%.2f");
   for (std::size_t k = 0; k < bars.size(); ++k) {
