@@ -15,6 +15,7 @@
 #include <iostream>
 
 #include "wico/core/benchmark.h"
+#include "wico/core/stopwatch.h"
 #include "wico/core/error.h"
 #include "wico/data/loader.h"
 #include "wico/data/synthetic.h"
@@ -26,10 +27,6 @@ namespace wico {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 // A stand-in for the tiny configs' networks until they exist: four stride-2 conv blocks to 1/16,
 // a 1x1 head and bilinear up-sampling, trained with BCE.

@@ -12,6 +12,7 @@
 #include "wico/core/error.h"
 #include "wico/core/progress.h"
 #include "wico/core/run_dir.h"
+#include "wico/core/stopwatch.h"
 #include "wico/data/dataset.h"
 #include "wico/data/refer.h"
 #include "wico/data/transforms.h"
@@ -26,10 +27,6 @@ namespace wico::eval {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 cv::Mat1f to_mat(const at::Tensor& map2d) {
   const at::Tensor t = map2d.to(at::kCPU, at::kFloat).contiguous();

@@ -6,15 +6,12 @@
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
+#include "wico/core/stopwatch.h"
 #include "wico/data/loader.h"
 
 namespace wico::topdown {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // For each sample, the candidate whose mask overlaps the target most (IoU at the input size).
 at::Tensor best_overlapping(const at::Tensor& masks, const at::Tensor& valid,

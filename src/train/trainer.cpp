@@ -18,6 +18,7 @@
 #include "wico/core/progress.h"
 #include "wico/core/run_dir.h"
 #include "wico/core/runtime.h"
+#include "wico/core/stopwatch.h"
 #include "wico/data/dataset.h"
 #include "wico/data/loader.h"
 #include "wico/data/refer.h"
@@ -41,10 +42,6 @@ std::atomic<int>& stop_request() {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 extern "C" void handle_stop_signal(int sig) {
   if (stop_request().exchange(sig) != 0) {

@@ -9,7 +9,9 @@
 #include "wico/core/config.h"
 #include "wico/core/error.h"
 #include "wico/core/schema.h"
+#include "wico/core/stopwatch.h"
 #include "wico/data/loader.h"
+#include "wico/nn/losses.h"
 #include "wico/topdown/top_down.h"
 
 namespace wico::model {
@@ -18,22 +20,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // A branch config named relative to the working directory or, failing that, to the pair's file.
 fs::path resolve_branch_config(const std::string& name, const Config& pair) {
   const fs::path path(name);
   if (path.is_absolute() || fs::exists(path) || pair.source().empty()) return path;
   const fs::path beside = pair.source().parent_path() / path;
   return fs::exists(beside) ? beside : path;
-}
-
-// Soft Dice of maps [B, 1, H, W] against 0/1 targets, averaged over the batch.
-at::Tensor dice_loss(const at::Tensor& p, const at::Tensor& t) {
-  const at::Tensor pf = p.flatten(1), tf = t.flatten(1);
-  return (1 - (2 * (pf * tf).sum(1) + 1) / (pf.sum(1) + tf.sum(1) + 1)).mean();
 }
 
 // What one branch brings to the pair.
@@ -229,7 +221,7 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
   }
   if (with_losses) {
     const at::Tensor p = fused.clamp(1e-4, 1 - 1e-4);
-    out.losses["seg"] = (at::binary_cross_entropy(p, batch.targets) + dice_loss(fused, batch.targets)) *
+    out.losses["seg"] = (at::binary_cross_entropy(p, batch.targets) + nn::soft_dice_loss(fused, batch.targets)) *
                         options_.seg_weight;
   }
   out.seconds["wico"] = seconds_since(wico_start);

@@ -11,6 +11,7 @@
 #include "wico/core/error.h"
 #include "wico/core/schema.h"
 #include "wico/data/loader.h"
+#include "wico/nn/losses.h"
 
 namespace wico::bottomup {
 
@@ -217,9 +218,7 @@ at::Tensor LavtBackend::loss(const at::Tensor& logits, const at::Tensor& targets
   if (options_.loss == "ce_dice") {
     // Soft Dice per sample (smoothing 1), averaged: counters the small-object imbalance of
     // models trained from scratch, where CE alone settles on "background everywhere".
-    const at::Tensor p = logits.sigmoid().flatten(1);
-    const at::Tensor t = targets.flatten(1);
-    dice = (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean();
+    dice = nn::soft_dice_loss(logits.sigmoid(), targets);
   }
   // The original's cross-entropy over two classes with class weights: a weighted mean,
   // sum(w_y * -log p_y) / sum(w_y), written on the single logit d = l1 - l0.
