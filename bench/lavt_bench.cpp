@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
-#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <iostream>
@@ -17,12 +16,6 @@
 namespace wico {
 
 namespace {
-
-double peak_resident_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // kilobytes on Linux
-}
 
 // 2 x multiply-adds of LAVT's matrix products and convolutions beyond the Swin's own.
 double lavt_extra_flops(const bottomup::LavtOptions& o, std::int64_t size, std::int64_t words) {

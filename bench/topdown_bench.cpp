@@ -7,10 +7,8 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
-#include <sys/resource.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <iostream>
 
 #include "wico/backbones/resnet.h"
@@ -23,12 +21,6 @@
 namespace wico {
 
 namespace {
-
-double peak_resident() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;
-}
 
 // 2 x multiply-adds of the pixel decoder and the transformer decoder (attention products and
 // linear layers; bilinear sampling and norms not counted).
@@ -76,7 +68,7 @@ nlohmann::json bench_topdown(const BenchContext& ctx) {
   model.eval();
   auto* m2f = dynamic_cast<topdown::Mask2FormerExtractor*>(&model.branch().extractor());
   const std::int64_t folded = m2f ? m2f->backbone->fuse_frozen_norms() : 0;
-  const double built = peak_resident();
+  const double built = peak_resident_mb();
   const std::int64_t size = config.integer("data.input_size"), words = 20;
   data::Batch batch;
   batch.images = torch::randn({1, 3, size, size});
@@ -91,15 +83,13 @@ nlohmann::json bench_topdown(const BenchContext& ctx) {
     extractor.push_back(out.extractor_seconds);
     matcher.push_back(out.matcher_seconds);
   }
-  std::sort(extractor.begin(), extractor.end());
-  std::sort(matcher.begin(), matcher.end());
-  const double te = extractor[extractor.size() / 2], tm = matcher[matcher.size() / 2];
+  const double te = median(extractor), tm = median(matcher);
   const auto& o = m2f->options();
   const double gflop = (backbones::resnet_conv_flops(o.backbone, size, size) +
                         mask2former_head_flops(o, size)) / 1e9;
   std::int64_t parameters = 0;
   for (const auto& p : model.parameters()) parameters += p.numel();
-  const double peak = peak_resident();
+  const double peak = peak_resident_mb();
   std::cout << fmt::format(
       "top-down branch {}, {}x{}, batch 1, {} threads, median of {}; {:.1f}M parameters, {} "
       "frozen norms folded\n"

@@ -5,10 +5,8 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
-#include <sys/resource.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <iostream>
 
 #include "wico/core/benchmark.h"
@@ -18,21 +16,6 @@
 #include "wico/wico/wico_model.h"
 
 namespace wico {
-
-namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-double peak_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;
-}
-
-}  // namespace
 
 nlohmann::json bench_wico(const BenchContext& ctx) {
   const std::string file =
@@ -64,9 +47,9 @@ nlohmann::json bench_wico(const BenchContext& ctx) {
       "  extra cost of CFI + GSI: {:.1f}% of the two branches (goal <= 10%; the paper's about 8%)\n"
       "  peak resident memory {:.0f} MB\n",
       ctx.quick ? "tiny" : "paper size", file, size, size, ctx.runtime.threads, ctx.repeats,
-      names[0], a, names[1], b, "wico", w, 100.0 * share, peak_mb());
+      names[0], a, names[1], b, "wico", w, 100.0 * share, peak_resident_mb());
   return {{"config", file},       {"size", size},  {names[0], a}, {names[1], b},
-          {"wico", w},            {"share", share}, {"resident_mb_peak", peak_mb()}};
+          {"wico", w},            {"share", share}, {"resident_mb_peak", peak_resident_mb()}};
 }
 
 }  // namespace wico

@@ -4,6 +4,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <sstream>
 
 #include "wico/core/error.h"
+#include "wico/core/stopwatch.h"
 
 namespace wico {
 
@@ -35,11 +37,21 @@ double median_seconds(const std::function<void()>& fn, int repeats, int warmup) 
   for (int i = 0; i < std::max(1, repeats); ++i) {
     const auto start = std::chrono::steady_clock::now();
     fn();
-    times.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    times.push_back(seconds_since(start));
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median(std::move(times));
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+double peak_resident_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // kilobytes on Linux
 }
 
 nlohmann::json run_python_reference(const std::string& python, const std::string& script) {

@@ -29,6 +29,10 @@ Registry<Benchmark>& benchmark_registry();
 
 // Median of `repeats` timings (seconds) of `fn`, after `warmup` untimed calls.
 double median_seconds(const std::function<void()>& fn, int repeats, int warmup);
+// The upper middle value of `values` (0 when empty).
+double median(std::vector<double> values);
+// This process's peak resident memory so far, in MB.
+double peak_resident_mb();
 
 // A scratch folder for a benchmark's data (<temp>/wico_bench_<name>_<pid>), removed when the
 // object goes away, however the benchmark ends.
