@@ -152,7 +152,6 @@ struct Trainer::Impl {
   bool main() const { return dist->is_main(); }
 
   void setup();
-  void load_initial_weights();
   void apply_batch_norm_mode();
   std::string checkpoint_now(const std::string& why);
   void validate();
@@ -265,7 +264,7 @@ void Trainer::Impl::setup() {
     resumed = Checkpoint::read(*latest);
     resumed->require_same_config(c);
   } else {
-    load_initial_weights();
+    train::load_initial_weights(*model, config);
   }
   model->to(device);
   optim = build_optimizer(*model, c);
@@ -306,8 +305,6 @@ void Trainer::Impl::setup() {
                  dist->world_size(), device.str());
   }
 }
-
-void Trainer::Impl::load_initial_weights() { train::load_initial_weights(*model, config); }
 
 void Trainer::Impl::apply_batch_norm_mode() {
   model->train();

@@ -59,13 +59,11 @@ struct Cell {  // mean and spread of a metric over seeds; empty when not measure
   std::vector<double> values;
   std::string text(int digits = 2) const {
     if (values.empty()) return "-";
-    double mean = 0;
-    for (double v : values) mean += v;
-    mean /= static_cast<double>(values.size());
-    if (values.size() == 1) return fmt::format("{:.{}f}", mean, digits);
+    const double m = mean();
+    if (values.size() == 1) return fmt::format("{:.{}f}", m, digits);
     double var = 0;
-    for (double v : values) var += (v - mean) * (v - mean);
-    return fmt::format("{:.{}f} ± {:.{}f}", mean, digits,
+    for (double v : values) var += (v - m) * (v - m);
+    return fmt::format("{:.{}f} ± {:.{}f}", m, digits,
                        std::sqrt(var / static_cast<double>(values.size() - 1)), digits);
   }
   double mean() const {
@@ -107,7 +105,7 @@ class TableMaker {
   bool data_present(const DataSet& d) const {
     return fs::exists(o_.data_root / d.name / ("refs(" + d.split_by + ").p"));
   }
-  std::vector<std::string> data_sets_sets(const DataSet& d) const {
+  std::vector<std::string> data_keys(const DataSet& d) const {
     return {"data.root=" + o_.data_root.string(), "data.dataset=" + d.name, "data.split_by=" + d.split_by};
   }
 
@@ -115,7 +113,7 @@ class TableMaker {
     Run r;
     r.name = fmt::format("{}_{}_s{}", branch, d.name, seed);
     r.config = o_.configs / (branch == "td" ? "topdown.yaml" : branch + ".yaml");
-    r.sets = data_sets_sets(d);
+    r.sets = data_keys(d);
     r.sets.push_back(fmt::format("run.seed={}", seed));
     return r;
   }
@@ -131,7 +129,7 @@ class TableMaker {
     if (!compose) r.name += fmt::format("_s{}", seed);
     r.config = o_.configs / ("wico_" + backend + "_mattnet.yaml");
     r.compose = compose;
-    r.sets = data_sets_sets(d);
+    r.sets = data_keys(d);
     r.sets.push_back("wico.branches=[" + alpha.config.string() + ", " + beta.config.string() + "]");
     r.sets.push_back("wico.integration=" + integration);
     r.sets.push_back(std::string("wico.cfi=") + (cfi ? "true" : "false"));
@@ -385,10 +383,9 @@ class TableMaker {
       const std::string paper_plus =
           paper_value(pr["fused"]) +
           delta(pr["fused"].as<double>(), (pr["alpha"].as<double>() + pr["beta"].as<double>()) / 2);
-      auto exists = [&](const std::string& k) { return k == "td" || backend_exists(k); };
-      if (!exists(ka) || !exists(kb)) {
+      if (!exists_branch(ka) || !exists_branch(kb)) {
         body += fmt::format("| {} | {} | missing: {} not in this build | | | | {} | {} |\n", name,
-                            pr["kind"].as<std::string>(), !exists(ka) ? a : b, paper_plus, paper_speed);
+                            pr["kind"].as<std::string>(), !exists_branch(ka) ? a : b, paper_plus, paper_speed);
         continue;
       }
       body += row3(name, pr["kind"].as<std::string>(), ka, kb, d, paper_plus, paper_speed);
