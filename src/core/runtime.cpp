@@ -17,6 +17,7 @@
 #include "wico/core/error.h"
 #include "wico/core/logging.h"
 #include "wico/core/progress.h"
+#include "wico/core/stopwatch.h"
 
 namespace wico {
 
@@ -82,6 +83,14 @@ RuntimeInfo apply_runtime(const Config& config) {
   spdlog::info("runtime: device {}, {} thread(s), seed {}", info.device.str(), info.threads,
                config.integer("run.seed"));
   return info;
+}
+
+}  // namespace wico
+
+namespace wico {
+
+void synchronize_device(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
 }  // namespace wico

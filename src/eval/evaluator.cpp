@@ -238,7 +238,10 @@ void add_eval_keys(Schema& schema) {
             1.0)
       .integer("eval.panels", 4,
                "qualitative panels: rows per kind (PN, IP, normal) in eval/<split>/panels_*.png; "
-               "0: none", 0, 100);
+               "0: none", 0, 100)
+      .integer("eval.batch_size", 0,
+               "samples per forward in wico eval (0: data.batch_size); the seconds per 100 "
+               "samples are timed at this batch (the paper's Table 3: 1)", 0, 65536);
 }
 
 }  // namespace wico

@@ -1,6 +1,7 @@
 #include "wico/eval/metrics.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "wico/core/error.h"
 
@@ -163,6 +164,53 @@ double mutual_error_rate(const std::vector<double>& a, const std::vector<double>
     exactly_one += (a[i] > t.mer_threshold) != (b[i] > t.mer_threshold);
   }
   return static_cast<double>(exactly_one) / static_cast<double>(a.size());
+}
+
+double pearson_correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  WICO_CHECK(a.size() == b.size(), "a correlation needs two series of one length (", a.size(),
+             " vs ", b.size(), ")");
+  const std::size_t n = a.size();
+  if (n < 2) return std::nan("");
+  double ma = 0, mb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ma += a[i];
+    mb += b[i];
+  }
+  ma /= static_cast<double>(n);
+  mb /= static_cast<double>(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) * (a[i] - ma);
+    sbb += (b[i] - mb) * (b[i] - mb);
+  }
+  if (saa <= 0 || sbb <= 0) return std::nan("");
+  return sab / std::sqrt(saa * sbb);
+}
+
+namespace {
+
+std::vector<double> ranks(const std::vector<double>& v) {
+  std::vector<std::size_t> order(v.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return v[x] < v[y]; });
+  std::vector<double> r(v.size());
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+    const double mean_rank = 0.5 * static_cast<double>(i + j) + 1.0;
+    for (std::size_t k = i; k <= j; ++k) r[order[k]] = mean_rank;
+    i = j + 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+double spearman_correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  WICO_CHECK(a.size() == b.size(), "a correlation needs two series of one length (", a.size(),
+             " vs ", b.size(), ")");
+  return pearson_correlation(ranks(a), ranks(b));
 }
 
 std::vector<std::int64_t> iou_histogram(const std::vector<double>& ious, int bins) {

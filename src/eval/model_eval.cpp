@@ -24,6 +24,18 @@ namespace fs = std::filesystem;
 
 namespace wico::eval {
 
+ConfidenceTracking confidence_tracking(const std::vector<double>& confidences,
+                                       const std::vector<double>& ious) {
+  ConfidenceTracking t;
+  t.pearson = pearson_correlation(confidences, ious);
+  t.spearman = spearman_correlation(confidences, ious);
+  for (double c : confidences) t.mean_confidence += c;
+  for (double v : ious) t.mean_iou += v;
+  t.mean_confidence /= static_cast<double>(std::max<std::size_t>(confidences.size(), 1));
+  t.mean_iou /= static_cast<double>(std::max<std::size_t>(ious.size(), 1));
+  return t;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -84,13 +96,21 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
   progress_options.unit = "samples";
   progress_options.mode = show_progress ? ProgressMode::kAuto : ProgressMode::kOff;
   Progress progress("eval " + split, static_cast<std::int64_t>(dataset.size()), progress_options);
+  std::map<std::string, std::pair<double, std::int64_t>> spread_sums;
   while (auto host_batch = loader.next()) {
     const data::Batch batch = host_batch->to(device);
+    synchronize_device(device);  // the clock counts this batch's work, not queued work
     const auto t0 = Clock::now();
     nn::RisOutput output = model.forward(batch, /*with_losses=*/false);
-    for (auto& [name, p] : output.probabilities) p = p.to(at::kCPU, at::kFloat);
+    synchronize_device(device);
     model_seconds += seconds_since(t0);
+    for (auto& [name, p] : output.probabilities) p = p.to(at::kCPU, at::kFloat);
     for (const auto& [name, s] : output.seconds) branch_seconds[name] += s;
+    for (const auto& [name, sigma] : output.spreads) {
+      auto& [sum, count] = spread_sums[name];
+      sum += sigma.sum().item<double>();
+      count += sigma.numel();
+    }
     WICO_CHECK(!output.probabilities.empty(), "the model returned no probability map");
     for (std::int64_t i = 0; i < batch.size(); ++i) {
       const data::SampleInfo& info = batch.info[static_cast<std::size_t>(i)];
@@ -111,7 +131,7 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
         }
       }
       for (const auto& [name, confidence] : output.confidences) {
-        p.scores[name] = confidence[i].item<double>();
+        p.scores[name] = confidence[i].to(at::kCPU).item<double>();
       }
       out.predictions.push_back(std::move(p));
     }
@@ -126,6 +146,8 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
   for (const auto& [name, s] : branch_seconds) out.seconds_per_100[name] = s * per100;
   out.seconds_per_100["model"] = model_seconds * per100;
   out.seconds_per_100["total"] = seconds_since(start) * per100;
+  out.batch_size = options.batch_size;
+  for (const auto& [name, sc] : spread_sums) out.mean_sigma[name] = sc.first / static_cast<double>(std::max<std::int64_t>(sc.second, 1));
   return out;
 }
 
@@ -140,17 +162,17 @@ void write_model_eval(const data::ReferDataset& data, const ModelEvalResult& eva
   const fs::path metrics = dir / "metrics.json";
   nlohmann::json j = nlohmann::json::parse(std::ifstream(metrics));
   j["seconds_per_100_samples"] = eval.seconds_per_100;
+  j["speed_batch_size"] = eval.batch_size;
   j["samples"] = eval.samples;
-  atomic_write(metrics, j.dump(2) + "\n");
-  std::string speed = "\nSeconds per 100 samples:";
-  for (const auto& [name, s] : eval.seconds_per_100) speed += fmt::format(" {} {:.2f};", name, s);
-  speed.back() = '\n';
-  std::ifstream report_in(dir / "report.md");
-  std::string report((std::istreambuf_iterator<char>(report_in)), {});
-  atomic_write(dir / "report.md", report + speed);
-  // Figure 5 where the model predicts confidences (predictions and IoUs paired by sample).
+  std::string extra = fmt::format("\nSeconds per 100 samples (batch {}):", eval.batch_size);
+  for (const auto& [name, s] : eval.seconds_per_100) extra += fmt::format(" {} {:.2f};", name, s);
+  extra.back() = '\n';
+  // Figure 5 where the model predicts confidences (predictions and IoUs paired by sample), and
+  // the same as numbers: how well each confidence tracks its branch's IoU.
   std::map<std::pair<std::int64_t, std::int64_t>, const Prediction*> by_sample;
   for (const auto& p : eval.predictions) by_sample[{p.ref_id, p.sent_id}] = &p;
+  nlohmann::json tracking = nlohmann::json::object();
+  std::string table;
   for (const auto& [name, branch] : eval.result.branches) {
     std::vector<double> confidences, ious;
     for (std::size_t i = 0; i < eval.result.samples.size(); ++i) {
@@ -161,10 +183,28 @@ void write_model_eval(const data::ReferDataset& data, const ModelEvalResult& eva
       confidences.push_back(it->second);
       ious.push_back(branch.ious.at(i));
     }
-    if (confidences.size() == eval.result.samples.size() && !confidences.empty()) {
-      plot_confidence_density(confidences, ious, name, dir / ("confidence_" + name + ".png"));
-    }
+    if (confidences.size() != eval.result.samples.size() || confidences.empty()) continue;
+    plot_confidence_density(confidences, ious, name, dir / ("confidence_" + name + ".png"));
+    const ConfidenceTracking t = confidence_tracking(confidences, ious);
+    nlohmann::json entry = {{"pearson", t.pearson}, {"spearman", t.spearman},
+                            {"mean_confidence", t.mean_confidence}, {"mean_iou", t.mean_iou}};
+    const auto sigma = eval.mean_sigma.find(name);
+    if (sigma != eval.mean_sigma.end()) entry["mean_sigma"] = sigma->second;
+    tracking[name] = entry;
+    table += fmt::format("| {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} | {} |\n", name, t.pearson, t.spearman,
+                         t.mean_confidence, t.mean_iou,
+                         sigma != eval.mean_sigma.end() ? fmt::format("{:.3f}", sigma->second) : "-");
   }
+  if (!table.empty()) {
+    j["confidence"] = tracking;
+    extra += "\nConfidence against the branch's IoU (Figure 5 as numbers):\n\n"
+             "| branch | Pearson r | Spearman rho | mean confidence | mean IoU | mean sigma |\n"
+             "|---|---:|---:|---:|---:|---:|\n" + table;
+  }
+  atomic_write(metrics, j.dump(2) + "\n");
+  std::ifstream report_in(dir / "report.md");
+  std::string report((std::istreambuf_iterator<char>(report_in)), {});
+  atomic_write(dir / "report.md", report + extra);
 }
 
 }  // namespace wico::eval

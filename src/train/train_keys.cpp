@@ -45,6 +45,10 @@ void add_train_keys(Schema& schema) {
             "batch norm in training: local statistics, frozen (eval mode, not trained), or sync "
             "(statistics across processes)",
             {"local", "frozen", "sync"})
+      .text("train.frozen_modules", "eval",
+            "modules none of whose parameters trains: eval (dropout off, batch-norm statistics "
+            "kept) or train",
+            {"eval", "train"})
       .texts("train.init", {},
              "weights loaded before training: 'checkpoint' or 'part=checkpoint' (a branch from "
              "its own run)");

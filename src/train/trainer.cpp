@@ -8,6 +8,7 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -152,7 +153,7 @@ struct Trainer::Impl {
   bool main() const { return dist->is_main(); }
 
   void setup();
-  void apply_batch_norm_mode();
+  void apply_module_modes();
   std::string checkpoint_now(const std::string& why);
   void validate();
   TrainResult loop();
@@ -306,13 +307,25 @@ void Trainer::Impl::setup() {
   }
 }
 
-void Trainer::Impl::apply_batch_norm_mode() {
+// Training mode for what trains; evaluation mode (dropout off, batch-norm statistics kept) for a
+// module none of whose parameters trains (train.freeze, a 0 multiplier): a frozen part computes
+// the same function at every step, as the frozen modules of the originals do.
+void Trainer::Impl::apply_module_modes() {
   model->train();
-  if (config.text("train.batch_norm") != "frozen") return;
+  if (config.text("train.batch_norm") == "frozen") {
+    for (const auto& m : model->modules(/*include_self=*/false)) {
+      if (is_batch_norm(*m)) {
+        m->eval();
+        for (auto& p : m->parameters()) p.set_requires_grad(false);
+      }
+    }
+  }
+  if (config.text("train.frozen_modules") != "eval") return;
   for (const auto& m : model->modules(/*include_self=*/false)) {
-    if (is_batch_norm(*m)) {
+    const auto parameters = m->parameters();
+    if (!parameters.empty() &&
+        std::none_of(parameters.begin(), parameters.end(), [](const at::Tensor& p) { return p.requires_grad(); })) {
       m->eval();
-      for (auto& p : m->parameters()) p.set_requires_grad(false);
     }
   }
 }
@@ -354,7 +367,7 @@ void Trainer::Impl::validate() {
     }
   }
   dist->barrier();
-  apply_batch_norm_mode();
+  apply_module_modes();
 }
 
 TrainResult Trainer::Impl::loop() {
@@ -367,7 +380,7 @@ TrainResult Trainer::Impl::loop() {
   const std::string amp = c.text("train.amp");
   const std::int64_t micro_per_epoch = steps_per_epoch * accumulate;
 
-  apply_batch_norm_mode();
+  apply_module_modes();
   std::vector<at::Tensor> trainable;
   std::vector<std::pair<std::string, at::Tensor>> trainable_named;
   for (const auto& p : model->named_parameters()) {

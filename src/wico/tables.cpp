@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -53,6 +54,7 @@ struct Run {
   fs::path config;
   std::vector<std::string> sets;
   bool compose = false;
+  bool branch = false;  // a branch's own run (under --branch-runs)
 };
 
 struct Cell {  // mean and spread of a metric over seeds; empty when not measured
@@ -115,10 +117,20 @@ class TableMaker {
     r.config = o_.configs / (branch == "td" ? "topdown.yaml" : branch + ".yaml");
     r.sets = data_keys(d);
     r.sets.push_back(fmt::format("run.seed={}", seed));
+    r.branch = true;
     return r;
   }
 
-  fs::path best(const Run& r) const { return o_.runs / r.name / "checkpoints" / "best.pt"; }
+  fs::path folder(const Run& r) const { return (r.branch ? o_.branch_runs : o_.runs) / r.name; }
+  fs::path best(const Run& r) const { return folder(r) / "checkpoints" / "best.pt"; }
+  // Where a run's evaluations go: eval/, or eval@<root>/ for another data root's splits.
+  // --eval-set settings add their own suffix: eval[wico.blend=paper]/.
+  fs::path eval_folder(const Run& r, const std::string& tag = "") const {
+    std::string name = "eval";
+    if (!o_.eval_root.empty()) name += "@" + o_.eval_root.filename().string();
+    for (const auto& x : o_.eval_overrides) name += "[" + x + "]";
+    return folder(r) / (name + tag);
+  }
 
   // A pair: alpha and beta as branch runs; integration; CFI; frozen branches (GSI alone).
   Run pair_run(const Run& alpha, const Run& beta, const std::string& backend, const DataSet& d,
@@ -140,6 +152,7 @@ class TableMaker {
     if (frozen) {
       r.sets.push_back("train.freeze=[^alpha\\., ^beta\\.]");
       r.sets.push_back("train.batch_norm=frozen");
+      r.sets.push_back("wico.branch_weight=0");  // nothing of theirs trains
     }
     return r;
   }
@@ -162,7 +175,7 @@ class TableMaker {
   // train.val_every >= 0).
   void train(const Run& r) {
     if (r.compose || fs::exists(best(r))) return;
-    const fs::path dir = o_.runs / r.name;
+    const fs::path dir = folder(r);
     std::string command;
     bool partial = false;
     if (fs::exists(dir / "checkpoints")) {
@@ -174,8 +187,8 @@ class TableMaker {
       if (fs::exists(dir)) {
         throw Error("run " + dir.string() + " exists without checkpoints; move or delete it");
       }
-      command = quote(o_.wico) + " train --config " + quote(r.config.string()) +
-                " --set run.root=" + quote(o_.runs.string()) + " --set run.name=" + r.name + sets_of(r);
+      command = quote(o_.wico) + " train --config " + quote(r.config.string()) + " --set run.root=" +
+                quote(dir.parent_path().string()) + " --set run.name=" + r.name + sets_of(r);
     }
     if (const int code = shell(command); code != 0) {
       throw Error(fmt::format("training {} failed (exit {}); see {}", r.name, code, (dir / "log.txt").string()));
@@ -183,9 +196,12 @@ class TableMaker {
   }
 
   // metrics.json of the run on each split (evaluated now where missing); nothing in a dry run.
-  std::map<std::string, nlohmann::json> evaluate(const Run& r, const std::vector<std::string>& splits) {
+  // `tag` and `extra` name a second evaluation with other settings (Table 3's batch-1 timing).
+  std::map<std::string, nlohmann::json> evaluate(const Run& r, const std::vector<std::string>& splits,
+                                                 const std::string& tag = "",
+                                                 const std::vector<std::string>& extra = {}) {
     train(r);
-    const fs::path eval = o_.runs / r.name / "eval";
+    const fs::path eval = eval_folder(r, tag);
     std::vector<std::string> missing;
     for (const auto& s : splits) {
       if (!fs::exists(eval / s / "metrics.json")) missing.push_back(s);
@@ -193,11 +209,15 @@ class TableMaker {
     if (!missing.empty()) {
       std::string list;
       for (const auto& s : missing) list += (list.empty() ? "" : ",") + s;
+      std::string eval_sets;
+      if (!o_.eval_root.empty()) eval_sets += " --set " + quote("data.root=" + o_.eval_root.string());
+      for (const auto& x : o_.eval_overrides) eval_sets += " --set " + quote(x);
+      for (const auto& x : extra) eval_sets += " --set " + quote(x);
       const std::string command =
           r.compose ? quote(o_.wico) + " eval --compose --config " + quote(r.config.string()) +
-                          sets_of(r) + " --out " + quote(eval.string()) + " --splits " + list
-                    : quote(o_.wico) + " eval --checkpoint " + quote(best(r).string()) +
-                          " --splits " + list;
+                          sets_of(r) + eval_sets + " --out " + quote(eval.string()) + " --splits " + list
+                    : quote(o_.wico) + " eval --checkpoint " + quote(best(r).string()) + eval_sets +
+                          " --out " + quote(eval.string()) + " --splits " + list;
       if (const int code = shell(command); code != 0) {
         throw Error(fmt::format("evaluating {} failed (exit {})", r.name, code));
       }
@@ -218,6 +238,14 @@ class TableMaker {
     if (it == m.end() || !it->second["branches"].contains(branch)) return NAN;
     return 100.0 * it->second["branches"][branch]["oiou"].get<double>();
   }
+  // Pearson r of a branch's confidence with its IoU (metrics.json "confidence"), NaN if none.
+  static double tracking(const std::map<std::string, nlohmann::json>& m, const std::string& split,
+                         const std::string& branch) {
+    auto it = m.find(split);
+    if (it == m.end() || !it->second.contains("confidence") || !it->second["confidence"].contains(branch)) return NAN;
+    const auto& r = it->second["confidence"][branch]["pearson"];
+    return r.is_number() ? r.get<double>() : NAN;
+  }
 
   std::string paper_value(const YAML::Node& n) const {
     return n && !n.IsNull() ? fmt::format("{:.2f}", n.as<double>()) : "-";
@@ -229,8 +257,10 @@ class TableMaker {
       text += "\n";
       for (const auto& n : notes_) text += "- " + n + "\n";
     }
-    text += fmt::format("\nData: {}; runs: {}; configs: {}; seeds:", o_.data_root.string(),
-                        o_.runs.string(), o_.configs.string());
+    text += fmt::format("\nData: {} (trained){}; runs: {}; branch runs: {}; configs: {}; seeds:",
+                        o_.data_root.string(),
+                        o_.eval_root.empty() ? "" : ", evaluated on " + o_.eval_root.string(),
+                        o_.runs.string(), o_.branch_runs.string(), o_.configs.string());
     for (auto s : o_.seeds) text += fmt::format(" {}", s);
     text += ". IoU = overall IoU x 100 (the paper's metric).\n";
     if (!o_.dry_run) {
@@ -315,7 +345,6 @@ class TableMaker {
     const Run td = branch_run("td", d, 0), bu = branch_run(backend, d, 0);
     train(td);
     train(bu);
-    const std::vector<std::string> val = {"val"};
     struct Row {
       std::string key, integration;
       bool cfi;
@@ -324,39 +353,57 @@ class TableMaker {
                                    {"average", "average", false},           {"si", "si", false},
                                    {"gsi", "gsi", false},                   {"si+cfi", "si", true},
                                    {"gsi+cfi", "gsi", true}};
-    std::map<std::string, std::array<Cell, 3>> cells;  // alpha, beta, fused
+    // Per row: alpha, beta, fused on val; fused on testA and testB; Pearson r of each confidence (val).
+    enum { kAlpha, kBeta, kFused, kTestA, kTestB, kTrackAlpha, kTrackBeta, kCells };
+    std::map<std::string, std::array<Cell, kCells>> cells;
     for (const auto& row : rows) {
       const bool fixed = row.integration == "intersection" || row.integration == "union" ||
                          row.integration == "average";
       const std::vector<std::int64_t> seeds = fixed ? std::vector<std::int64_t>{0} : o_.seeds;
       for (const auto seed : seeds) {
         const Run r = pair_run(td, bu, backend, d, row.integration, row.cfi, !row.cfi, seed, fixed);
-        const auto m = evaluate(r, val);
+        const auto m = evaluate(r, o_.splits);
         if (m.empty()) continue;
-        cells[row.key][0].values.push_back(oiou(m, "val", "bottom_up"));
-        cells[row.key][1].values.push_back(oiou(m, "val", "top_down"));
-        cells[row.key][2].values.push_back(oiou(m, "val", "fused"));
+        auto& c = cells[row.key];
+        auto add = [](Cell& cell, double v) {
+          if (!std::isnan(v)) cell.values.push_back(v);
+        };
+        add(c[kAlpha], oiou(m, "val", "bottom_up"));
+        add(c[kBeta], oiou(m, "val", "top_down"));
+        add(c[kFused], oiou(m, "val", "fused"));
+        add(c[kTestA], oiou(m, "testA", "fused"));
+        add(c[kTestB], oiou(m, "testB", "fused"));
+        if (!fixed) {
+          add(c[kTrackAlpha], tracking(m, "val", "bottom_up"));
+          add(c[kTrackBeta], tracking(m, "val", "top_down"));
+        }
       }
     }
     std::string body =
-        "| Integration | Interaction | IoU_alpha | IoU_beta | IoU_+ (vs Average) | paper IoU_alpha | "
-        "paper IoU_beta | paper IoU_+ (vs Average) |\n|---|---|---|---|---|---|---|---|\n";
-    const double ours_avg = cells["average"][2].mean();
+        "| Integration | Interaction | IoU_alpha | IoU_beta | IoU_+ (vs Average) | IoU_+ testA | "
+        "IoU_+ testB | r_alpha | r_beta | paper IoU_alpha | paper IoU_beta | paper IoU_+ (vs Average) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     const double paper_avg = p["rows"]["average"]["fused"].as<double>();
     for (const auto& row : rows) {
       const auto& c = cells[row.key];
       const YAML::Node pr = p["rows"][row.key];
-      const double fused = c[2].mean();
-      body += fmt::format("| {} | {} | {} | {} | {}{} | {} | {} | {}{} |\n", upper(row.integration),
-                          row.cfi ? "CFI" : "-", c[0].text(), c[1].text(), c[2].text(),
-                          row.key == "average" ? "" : delta(fused, ours_avg), paper_value(pr["alpha"]),
-                          paper_value(pr["beta"]), paper_value(pr["fused"]),
+      auto versus = [&](int column) {
+        return row.key == "average" ? std::string() : delta(c[column].mean(), cells["average"][column].mean());
+      };
+      body += fmt::format("| {} | {} | {} | {} | {}{} | {}{} | {}{} | {} | {} | {} | {} | {}{} |\n",
+                          upper(row.integration), row.cfi ? "CFI" : "-", c[kAlpha].text(),
+                          c[kBeta].text(), c[kFused].text(), versus(kFused), c[kTestA].text(),
+                          versus(kTestA), c[kTestB].text(), versus(kTestB), c[kTrackAlpha].text(3),
+                          c[kTrackBeta].text(3), paper_value(pr["alpha"]), paper_value(pr["beta"]),
+                          paper_value(pr["fused"]),
                           row.key == "average" ? "" : delta(pr["fused"].as<double>(), paper_avg));
     }
     body += "\nRows without CFI keep both branches as trained (SI and GSI learn their score heads "
             "alone); rows with CFI fine-tune the pair. Intersection, union and average have no "
-            "parameters: they are evaluated on the composed pair once.\n";
-    return finish("Table 2: integration strategies (RefCOCO val, IoU)", body);
+            "parameters: they are evaluated on the composed pair once. IoU_alpha / IoU_beta / IoU_+ "
+            "are val unless named; r: Pearson correlation of each branch's confidence (mu) with its "
+            "IoU on val. best.pt is chosen on val.\n";
+    return finish("Table 2: integration strategies (RefCOCO, IoU)", body);
   }
 
   std::string table3() {
@@ -390,7 +437,8 @@ class TableMaker {
       }
       body += row3(name, pr["kind"].as<std::string>(), ka, kb, d, paper_plus, paper_speed);
     }
-    // Pairs of one kind with what exists: a second run of the same branch (seed 1).
+    // Pairs of one kind with what exists: a second run of the same branch (seed 1): the same model
+    // twice, unlike the paper's pairs of different models of one kind (VLT + CRIS, CAC + MAttNet).
     for (const std::string& k : std::vector<std::string>{"lavt", "td"}) {
       if (!exists_branch(k)) continue;
       const std::string label = k == "td" ? "MAttNet" : upper(k);
@@ -398,7 +446,10 @@ class TableMaker {
     }
     body += "\nGSI alone (no CFI, branches frozen), as the paper's Table 3. IoU_+ shows the change "
             "from the mean of IoU_alpha and IoU_beta; MER: share of samples where exactly one "
-            "branch has IoU > 0.5. Our speed: this machine's CPU, not the paper's V100.\n";
+            "branch has IoU > 0.5. Rows '(seeds 0, 1)' pair the same model trained twice, not two "
+            "different models as the paper's homogeneous rows. Speed: seconds per 100 samples at "
+            "batch 1 (the device synchronised before each clock read) on this machine, not the "
+            "paper's V100.\n";
     return finish("Table 3: model combinations (RefCOCO val, IoU)", body);
   }
 
@@ -413,7 +464,8 @@ class TableMaker {
     train(rb);
     const std::string backend = ka != "td" ? ka : (kb != "td" ? kb : first_backend());
     Run pair = pair_run(ra, rb, backend, d, "gsi", false, true, seed, false);
-    const auto m = evaluate(pair, {"val"});
+    // Evaluated at batch 1 (its own folder), so that the seconds per 100 samples are the paper's.
+    const auto m = evaluate(pair, {"val"}, "_batch1", {"eval.batch_size=1"});
     if (m.empty()) return fmt::format("| {} | {} | (dry run) | | | | {} | {} |\n", name, kind, paper_plus, paper_speed);
     const auto& j = m.at("val");
     std::vector<std::string> names;
@@ -422,8 +474,8 @@ class TableMaker {
     }
     const double ia = oiou(m, "val", names.at(0)), ib = oiou(m, "val", names.at(1)),
                  plus = oiou(m, "val", "fused");
-    std::string mer = "-";
-    if (j.contains("mer") && !j["mer"].empty()) mer = fmt::format("{:.1f}%", 100.0 * j["mer"].begin().value().get<double>());
+    const double branches_mer = branch_pair_mer(j);
+    const std::string mer = std::isnan(branches_mer) ? "-" : fmt::format("{:.1f}%", 100.0 * branches_mer);
     const auto& sp = j["seconds_per_100_samples"];
     auto sec = [&](const std::string& k) { return sp.contains(k) ? sp[k].get<double>() : NAN; };
     const double total = sec("model");
@@ -435,6 +487,23 @@ class TableMaker {
 
 }  // namespace
 
-std::string make_table(const TablesOptions& options) { return TableMaker(options).make(); }
+std::string make_table(const TablesOptions& options) {
+  TablesOptions o = options;
+  if (o.branch_runs.empty()) o.branch_runs = o.runs;
+  return TableMaker(o).make();
+}
+
+double branch_pair_mer(const nlohmann::json& metrics) {
+  std::vector<std::string> names;
+  if (!metrics.contains("branches")) return NAN;
+  for (auto it = metrics["branches"].begin(); it != metrics["branches"].end(); ++it) {
+    if (it.key() != "fused") names.push_back(it.key());
+  }
+  if (names.size() != 2) return NAN;
+  std::sort(names.begin(), names.end());  // metrics.json keys a pair alphabetically
+  const std::string key = names[0] + "|" + names[1];
+  if (!metrics.contains("mer") || !metrics["mer"].contains(key) || !metrics["mer"][key].is_number()) return NAN;
+  return metrics["mer"][key].get<double>();
+}
 
 }  // namespace wico::model

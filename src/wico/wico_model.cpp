@@ -44,6 +44,11 @@ WicoOptions WicoOptions::from_config(const Config& c) {
   o.branch_set = c.texts("wico.branch_set");
   o.cfi = c.flag("wico.cfi");
   o.integration = parse_integration(c.text("wico.integration"));
+  o.blend = parse_blend(c.text("wico.blend"));
+  o.td_map = parse_top_down_map(c.text("wico.td_map"));
+  o.confidence_from_seg = c.flag("wico.confidence_from_seg");
+  o.td_score_stats = c.flag("wico.td_score_stats");
+  o.initial_log_sigma = c.real("wico.initial_log_sigma");
   o.tau = c.real("wico.tau");
   o.cfi_dim = c.integer("wico.cfi_dim");
   o.cfi_layers = c.integer("wico.cfi_layers");
@@ -109,10 +114,12 @@ WicoModel::WicoModel(const Config& config) : options_(WicoOptions::from_config(c
     const bool gaussian = options_.integration == Integration::kGaussianScore;
     for (int i = 0; i < 2; ++i) {
       const Member& m = members_[i];
-      const std::int64_t in = m.top_down ? (options_.cfi ? options_.cfi_dim : m.top_down->branch().embedding_dim())
-                                         : m.bottom_up->backend().embedding_dim();
+      const std::int64_t in =
+          m.top_down ? (options_.cfi ? options_.cfi_dim : m.top_down->branch().embedding_dim()) +
+                           (options_.td_score_stats ? 3 : 0)
+                     : m.bottom_up->backend().embedding_dim();
       heads_[i] = register_module(std::string("score_") + (i == 0 ? "alpha" : "beta"),
-                                  ScoreHead(in, options_.score_hidden, gaussian));
+                                  ScoreHead(in, options_.score_hidden, gaussian, options_.initial_log_sigma));
     }
   }
 }
@@ -125,21 +132,26 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
                                             ? batch.target_index.options()
                                             : at::TensorOptions(at::kLong).device(batch.images.device()));
   const bool branch_losses = with_losses && options_.branch_weight > 0;
+  // The top-down branch's losses are also where CFI's score loss finds its target candidate.
+  const bool td_losses = branch_losses || (with_losses && options_.cfi && options_.score_weight > 0);
+  const c10::Device device = batch.images.device();
 
   // Each branch's own forward.
   std::array<topdown::TopDownOutput, 2> td;
   std::array<bottomup::BottomUpOutput, 2> bu;
   for (int i = 0; i < 2; ++i) {
+    synchronize_device(device);
     const auto start = std::chrono::steady_clock::now();
     const Member& m = members_[i];
     if (m.top_down) {
-      td[i] = m.top_down->branch().forward(batch, with_losses);
+      td[i] = m.top_down->branch().forward(batch, td_losses);
       if (branch_losses) {
         for (auto& [k, v] : td[i].losses) out.losses[names_[i] + "." + k] = v * options_.branch_weight;
       }
     } else {
       bu[i] = m.bottom_up->backend().forward(batch);
     }
+    synchronize_device(device);
     out.seconds[names_[i]] = seconds_since(start);
   }
 
@@ -176,9 +188,12 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
     if (m.top_down) {
       const at::Tensor& s = instance_scores[i];
       const at::Tensor best = s.detach().masked_fill(td[i].valid.logical_not(), -1.0).argmax(1);
-      r[i].blend_map = straight_through_top_down(td[i].masks, s);  // Eq. 6 / 10-11
+      r[i].blend_map = straight_through_top_down(td[i].masks, s, options_.td_map);  // Eq. 6 / 10-11
       r[i].answer = td[i].masks.index({rows, best}).unsqueeze(1);
-      r[i].feature = instance_embeddings[i].index({rows, best});     // Eq. 7's input
+      r[i].feature = instance_embeddings[i].index({rows, best});  // Eq. 7's input
+      if (options_.td_score_stats) {
+        r[i].feature = at::cat({r[i].feature, candidate_score_statistics(s.detach(), td[i].valid)}, 1);
+      }
       r[i].confidence = s.index({rows, best});
     } else {
       auto& backend = m.bottom_up->backend();
@@ -201,20 +216,30 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
   if (learns_confidences(options_.integration)) {
     const bool sample = is_training() || options_.sample_at_eval;
     std::array<BranchScore, 2> score;
+    std::array<at::Tensor, 2> weight;
     for (int i = 0; i < 2; ++i) {
       score[i] = score_branch(heads_[i]->forward(r[i].feature), sample);
       out.confidences[names_[i]] = score[i].mu.detach();
+      if (score[i].log_sigma.defined()) out.spreads[names_[i]] = score[i].log_sigma.detach().exp();
       if (with_losses) {
-        const at::Tensor target = binarised_iou(r[i].answer, batch.targets, options_.tau);
+        // The branch's IoU as the evaluation scores it: its answer at its own threshold.
+        const at::Tensor target = binarised_iou(r[i].answer, batch.targets, kBranchThreshold);
         out.losses["iou_" + names_[i]] =
             at::smooth_l1_loss(score[i].sampled, target) * options_.iou_weight;
       }
+      // Without wico.confidence_from_seg the confidences learn from their IoU target alone.
+      weight[i] = options_.confidence_from_seg ? score[i].sampled : score[i].sampled.detach();
     }
-    fused = blend(r[0].blend_map, score[0].sampled, r[1].blend_map, score[1].sampled);  // Eq. 12
+    fused = blend(r[0].blend_map, weight[0], r[1].blend_map, weight[1], options_.blend);  // Eq. 12
+  } else if (options_.integration == Integration::kAverage) {
+    fused = combine_fixed(options_.integration, r[0].blend_map, r[1].blend_map);
   } else {
-    const bool soft = options_.integration == Integration::kAverage;
-    fused = combine_fixed(options_.integration, soft ? r[0].blend_map : r[0].answer,
-                          soft ? r[1].blend_map : r[1].answer);
+    // Intersection and union of the branches' own binary results (each at its own threshold).
+    fused = combine_fixed(options_.integration, (r[0].answer > kBranchThreshold).to(r[0].answer.dtype()),
+                          (r[1].answer > kBranchThreshold).to(r[1].answer.dtype()));
+  }
+  if (!learns_confidences(options_.integration)) {
+    // The matcher's own score of its choice: the top-down branch's confidence without GSI.
     for (int i = 0; i < 2; ++i) {
       if (members_[i].top_down) out.confidences[names_[i]] = r[i].confidence.detach();
     }
@@ -224,6 +249,7 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
     out.losses["seg"] = (at::binary_cross_entropy(p, batch.targets) + nn::soft_dice_loss(fused, batch.targets)) *
                         options_.seg_weight;
   }
+  synchronize_device(device);
   out.seconds["wico"] = seconds_since(wico_start);
   for (int i = 0; i < 2; ++i) out.probabilities[names_[i]] = r[i].answer;
   out.probabilities["fused"] = fused;
@@ -233,7 +259,7 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
 double WicoModel::threshold(const std::string& branch) const {
   if (branch == "fused") return options_.tau;
   WICO_CHECK(branch == names_[0] || branch == names_[1], "this WiCo pair has no branch '", branch, "'");
-  return 0.5;
+  return kBranchThreshold;
 }
 
 }  // namespace wico::model
@@ -247,6 +273,20 @@ void add_wico_keys(Schema& schema) {
       .text("wico.integration", "gsi", "intersection, union, average, si or gsi (Table 2)",
             {"intersection", "union", "average", "si", "gsi"})
       .real("wico.tau", 0.35, "threshold of the fused map (the paper's tau)", 0.0, 1.0)
+      .text("wico.blend", "normalised",
+            "si/gsi: paper = Eq. 12 as printed, (P_td c_td + P_bu c_bu) / 2; normalised = divided "
+            "by c_td + c_bu (docs/design.md)",
+            {"paper", "normalised"})
+      .text("wico.td_map", "binary",
+            "the top-down map in blends and Average: binary = its chosen mask, score = mask x "
+            "s_hat (Eq. 11)",
+            {"binary", "score"})
+      .flag("wico.confidence_from_seg", false,
+            "let the fused map's loss reach the sampled confidences too (else they learn from "
+            "their IoU target alone)")
+      .flag("wico.td_score_stats", false,
+            "give the top-down score head the candidate scores' max, margin and entropy too")
+      .real("wico.initial_log_sigma", -3.0, "GSI: log sigma of every head at the start")
       .integer("wico.cfi_dim", 256, "width of CFI's interaction layers", 2)
       .integer("wico.cfi_layers", 3, "CFI decoder layers (cross-attention, self-attention, FFN)", 0)
       .integer("wico.cfi_heads", 8, "CFI attention heads", 1)
@@ -256,7 +296,7 @@ void add_wico_keys(Schema& schema) {
       .real("wico.seg_weight", 1.0, "weight of the fused map's BCE + Dice", 0.0)
       .real("wico.iou_weight", 1.0, "weight of the confidences' smooth-L1 to the true IoU", 0.0)
       .real("wico.score_weight", 1.0, "weight of S_hat's cross-entropy to the referred candidate", 0.0)
-      .real("wico.branch_weight", 0.0, "weight of each branch's own training losses (0: none)", 0.0);
+      .real("wico.branch_weight", 1.0, "weight of each branch's own training losses (0: none)", 0.0);
 }
 
 }  // namespace wico

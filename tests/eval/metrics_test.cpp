@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <random>
 
 #include "wico/core/error.h"
@@ -116,6 +118,23 @@ TEST(Metrics, SummaryOfThreeSamples) {
   EXPECT_DOUBLE_EQ(lavt.summary().precision[0], 1.0);
   EXPECT_DOUBLE_EQ(lavt.summary().precision[4], 0.5);  // 0.9 >= 0.9
   EXPECT_EQ(MetricAccumulator().summary().samples, 0);
+}
+
+TEST(Metrics, PearsonAndSpearmanByHand) {
+  // y = 2x + 1: r = 1; reversed: -1.
+  EXPECT_NEAR(pearson_correlation({1, 2, 3, 4}, {3, 5, 7, 9}), 1.0, 1e-12);
+  EXPECT_NEAR(pearson_correlation({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0, 1e-12);
+  // x = (1, 2, 3), y = (1, 3, 2): deviations (-1, 0, 1) and (-1, 1, 0): r = 1 / 2.
+  EXPECT_NEAR(pearson_correlation({1, 2, 3}, {1, 3, 2}), 0.5, 1e-12);
+  // Monotone but not linear: Spearman 1, Pearson below 1.
+  EXPECT_NEAR(spearman_correlation({1, 2, 3, 4}, {1, 10, 100, 1000}), 1.0, 1e-12);
+  EXPECT_LT(pearson_correlation({1, 2, 3, 4}, {1, 10, 100, 1000}), 0.9);
+  // Ties share their mean rank: x ranks (1, 2.5, 2.5, 4), y ranks (1, 2, 3, 4):
+  // deviations (-1.5, 0, 0, 1.5) and (-1.5, -0.5, 0.5, 1.5): r = 4.5 / sqrt(4.5 * 5).
+  EXPECT_NEAR(spearman_correlation({0.1, 0.5, 0.5, 0.9}, {1, 2, 3, 4}), 4.5 / std::sqrt(4.5 * 5), 1e-12);
+  EXPECT_TRUE(std::isnan(pearson_correlation({1, 1, 1}, {1, 2, 3})));  // constant: undefined
+  EXPECT_TRUE(std::isnan(pearson_correlation({1}, {2})));
+  EXPECT_THROW(pearson_correlation({1, 2}, {1}), Error);
 }
 
 TEST(Metrics, ErrorAnalysisRates) {

@@ -69,6 +69,62 @@ TEST(Gsi, BlendIsEq12WithConfidencesClampedToZeroOne) {
   EXPECT_FLOAT_EQ(p_td.grad()[0][0][0][0].item<float>(), 0.4f);
 }
 
+TEST(Gsi, BinaryTopDownMapIsTheChosenMaskAndStillPassesGradientsToEveryScore) {
+  auto masks = torch::zeros({1, 3, 2, 2});
+  masks.index_put_({0, 0, 0, Slice()}, 1.0);  // 2 pixels
+  masks.index_put_({0, 1}, 1.0);              // 4 pixels
+  masks.index_put_({0, 2, 1, 1}, 1.0);        // 1 pixel
+  auto scores = torch::tensor({{0.2f, 0.5f, 0.3f}}, torch::requires_grad());
+  const auto p = straight_through_top_down(masks, scores, TopDownMap::kBinary);
+  EXPECT_TRUE(torch::equal(p, masks.narrow(1, 1, 1)));  // m^argmax, on the 0-1 scale
+  p.sum().backward();
+  // d/ds_j sum(m_j * lambda_j) = |m_j|: the straight-through term alone.
+  EXPECT_TRUE(torch::allclose(scores.grad(), torch::tensor({{2.0f, 4.0f, 1.0f}}))) << scores.grad();
+  EXPECT_EQ(parse_top_down_map("score"), TopDownMap::kScore);
+  const auto message = test::thrown_message<ConfigError>([] { parse_top_down_map("soft"); });
+  EXPECT_NE(message.find("wico.td_map 'soft'"), std::string::npos) << message;
+}
+
+TEST(Gsi, NormalisedBlendIsAWeightedMeanAndAverageAtEqualConfidences) {
+  const auto p_td = torch::tensor({1.0f, 0.0f, 1.0f}).view({3, 1, 1, 1});
+  const auto p_bu = torch::tensor({0.2f, 0.9f, 0.6f}).view({3, 1, 1, 1});
+  auto c_td = torch::tensor({0.8f, 0.5f, 0.0f}, torch::requires_grad());
+  const auto c_bu = torch::tensor({0.2f, 0.5f, 0.0f});
+  const auto out = blend(p_td, c_td, p_bu, c_bu, Blend::kNormalised);
+  // (0.8 * 1 + 0.2 * 0.2) / 1.0; equal confidences: the mean; both 0: the mean (the floor).
+  EXPECT_NEAR(out[0].item<float>(), 0.84f, 1e-4);
+  EXPECT_NEAR(out[1].item<float>(), 0.45f, 1e-6);
+  EXPECT_NEAR(out[2].item<float>(), 0.8f, 1e-6);
+  // The paper's blend on the same inputs is never above their average (here half of it and less).
+  const auto paper = blend(p_td, c_td, p_bu, c_bu, Blend::kPaper);
+  EXPECT_NEAR(paper[0].item<float>(), (0.8f + 0.04f) / 2, 1e-6);
+  EXPECT_NEAR(paper[1].item<float>(), 0.225f, 1e-6);
+  EXPECT_FLOAT_EQ(paper[2].item<float>(), 0.0f);
+  // d out_0 / d c_td = (P_td - P_bu) * c_bu / (c_td + c_bu)^2 = 0.8 * 0.2 = 0.16 (floor aside).
+  out[0].sum().backward();
+  EXPECT_NEAR(c_td.grad()[0].item<float>(), 0.16f, 1e-3);
+  EXPECT_EQ(parse_blend("paper"), Blend::kPaper);
+  const auto message = test::thrown_message<ConfigError>([] { parse_blend("mean"); });
+  EXPECT_NE(message.find("wico.blend 'mean'"), std::string::npos) << message;
+}
+
+TEST(Gsi, CandidateScoreStatisticsByHand) {
+  const auto scores = torch::tensor({{0.5f, 0.3f, 0.2f}, {0.9f, 0.1f, 0.0f}});
+  const auto valid = torch::tensor({{true, true, true}, {true, true, false}});
+  const auto s = candidate_score_statistics(scores, valid);
+  const float h0 = -(0.5f * std::log(0.5f) + 0.3f * std::log(0.3f) + 0.2f * std::log(0.2f));
+  const float h1 = -(0.9f * std::log(0.9f) + 0.1f * std::log(0.1f));
+  EXPECT_TRUE(torch::allclose(s, torch::tensor({{0.5f, 0.2f, h0}, {0.9f, 0.8f, h1}}), 1e-5, 1e-6)) << s;
+}
+
+TEST(Gsi, LogSigmaStartsAtItsInitialValueForEveryInput) {
+  torch::manual_seed(0);
+  ScoreHead head(6, 8, true, -3.0);
+  const auto out = head->forward(torch::randn({5, 6}));
+  EXPECT_TRUE(torch::allclose(out.select(1, 1), torch::full({5}, -3.0f)));
+  EXPECT_GT(out.select(1, 0).std().item<float>(), 0.0f);  // mu still depends on the input
+}
+
 TEST(Gsi, BinarisedIouIsTheTargetOfTheRegression) {
   auto p = torch::zeros({3, 1, 2, 2});
   auto t = torch::zeros({3, 1, 2, 2});

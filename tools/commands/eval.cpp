@@ -111,6 +111,7 @@ int evaluate_checkpoint(const Options& o) {
   if (o.panels >= 0) settings.panels = o.panels;
   data::LoaderOptions loader = data::LoaderOptions::from_config(config);
   loader.device = runtime.device;
+  if (config.integer("eval.batch_size") > 0) loader.batch_size = static_cast<int>(config.integer("eval.batch_size"));
   // runs/<name>/checkpoints/x.pt -> runs/<name>/eval
   const std::filesystem::path out =
       o.out.empty() ? std::filesystem::path(o.checkpoint).parent_path().parent_path() / "eval"

@@ -83,6 +83,10 @@ double ip_rate(const std::vector<double>& ious, const ErrorThresholds& t = {});
 // Both vectors hold the same samples in the same order.
 double mutual_error_rate(const std::vector<double>& a, const std::vector<double>& b,
                          const ErrorThresholds& t = {});
+// Pearson's r of two equally long series; NaN when either is constant or has fewer than 2 values.
+double pearson_correlation(const std::vector<double>& a, const std::vector<double>& b);
+// Spearman's rho: Pearson's r of the ranks (tied values share their mean rank).
+double spearman_correlation(const std::vector<double>& a, const std::vector<double>& b);
 // Counts of IoUs in `bins` equal bins over [0, 1] (IoU 1 falls in the last).
 std::vector<std::int64_t> iou_histogram(const std::vector<double>& ious, int bins = 20);
 

@@ -29,8 +29,18 @@ struct ModelEvalResult {
   // Branch -> seconds per 100 samples of that branch's part of the forward; "model" is the whole
   // forward, "total" adds data loading and scoring.
   std::map<std::string, double> seconds_per_100;
+  std::int64_t batch_size = 0;  // of the timed forwards
+  // Branch -> mean sigma of its GSI confidence over the split (branches that predict one).
+  std::map<std::string, double> mean_sigma;
   std::int64_t samples = 0;
 };
+
+// How a branch's confidence tracks its per-sample IoU (the paper's Figure 5 as numbers).
+struct ConfidenceTracking {
+  double pearson = 0, spearman = 0, mean_confidence = 0, mean_iou = 0;
+};
+ConfidenceTracking confidence_tracking(const std::vector<double>& confidences,
+                                       const std::vector<double>& ious);
 
 // `options` are the loader's (batch size, input size, device...); shuffle is turned off.
 // eval.compat lavt scores at the input size against the loader's (nearest-resized) target, as
@@ -40,8 +50,9 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
                                data::LoaderOptions options, const EvalSettings& settings,
                                bool show_progress = true);
 
-// Writes eval/<split>/: predictions.jsonl, metrics.json (with the speed), report.md, the plots
-// (IoU distribution, confidence density where the model predicts one) and the panels.
+// Writes eval/<split>/: predictions.jsonl, metrics.json (with the speed and, for each branch with
+// a confidence, its Pearson / Spearman correlation with the branch's IoU: "confidence"), report.md,
+// the plots (IoU distribution, confidence density where the model predicts one) and the panels.
 void write_model_eval(const data::ReferDataset& data, const ModelEvalResult& eval,
                       const EvalSettings& settings, const std::filesystem::path& dir);
 

@@ -30,6 +30,8 @@ struct RisOutput {
   // Branch -> [B] predicted quality of that branch's mask (GSI's mu, the matcher's score), for
   // the branches that predict one.
   std::map<std::string, at::Tensor> confidences;
+  // Branch -> [B] GSI's sigma of that confidence, for the branches that predict one.
+  std::map<std::string, at::Tensor> spreads;
   // Branch -> wall seconds its part of this forward took (Table 3's speed column).
   std::map<std::string, double> seconds;
 };

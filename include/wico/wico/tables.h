@@ -21,12 +21,25 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace wico::model {
 
 struct TablesOptions {
   int table = 2;
   std::filesystem::path data_root = "data/synthetic";
   std::filesystem::path runs = "runs/tables";
+  // Where the branches' own runs are (reused or trained there); empty: `runs`. Lets several
+  // variants of a table share one pair of branch runs.
+  std::filesystem::path branch_runs;
+  // Evaluate on this data root's splits instead of data_root's (a held-out synthetic set: the runs
+  // still train on data_root); evaluations go to eval@<folder name>/.
+  std::filesystem::path eval_root;
+  // Settings of the evaluations only (a checkpoint's config otherwise), e.g. wico.blend=paper on
+  // pairs trained with the other blend; their evaluations go to eval[KEY=VALUE]/.
+  std::vector<std::string> eval_overrides;
+  // Table 2's splits (Tables 1 and 3 show theirs).
+  std::vector<std::string> splits = {"val", "testA", "testB"};
   std::filesystem::path configs = "configs/tiny";
   std::filesystem::path paper = "configs/paper_results.yaml";
   std::vector<std::int64_t> seeds = {0};
@@ -38,5 +51,9 @@ struct TablesOptions {
 // Trains and evaluates what the table needs (unless dry_run), writes <runs>/table<N>.md and
 // returns the table as markdown.
 std::string make_table(const TablesOptions& options);
+
+// The MER of the pair's two branches (metrics.json's "mer" entry for the two non-fused branches,
+// keyed alphabetically), whatever their names; NaN when the file has no such pair.
+double branch_pair_mer(const nlohmann::json& metrics);
 
 }  // namespace wico::model

@@ -11,7 +11,8 @@
 // pair of one kind, the kind with _a / _b. The fused result is "fused".
 //
 // Training losses (DESIGN decisions 3-4, and ours where the paper is silent):
-//   seg        BCE (on P_hat clamped to [1e-4, 1 - 1e-4]) + soft Dice of the fused map;
+//   seg        BCE (on P_hat clamped to [1e-4, 1 - 1e-4]) + soft Dice of the fused map; it reaches
+//              the confidences only with wico.confidence_from_seg;
 //   iou_<name> smooth-L1 of each branch's sampled confidence against its binarised IoU (si, gsi);
 //   cfi_ce     cross-entropy of S_hat towards the referred candidate (with CFI);
 //   <name>.*   each branch's own losses, times wico.branch_weight (0 skips them).
@@ -46,13 +47,21 @@ struct WicoOptions {
   std::vector<std::string> branch_set;  // overrides applied to both branch configs
   bool cfi = true;
   Integration integration = Integration::kGaussianScore;
+  Blend blend = Blend::kNormalised;
+  TopDownMap td_map = TopDownMap::kBinary;
+  bool confidence_from_seg = false, td_score_stats = false;
+  double initial_log_sigma = -3.0;
   double tau = 0.35;
   std::int64_t cfi_dim = 256, cfi_layers = 3, cfi_heads = 8, cfi_ffn = 2048;
   std::int64_t score_hidden = 256;
   bool sample_at_eval = false;
-  double seg_weight = 1.0, iou_weight = 1.0, score_weight = 1.0, branch_weight = 0.0;
+  double seg_weight = 1.0, iou_weight = 1.0, score_weight = 1.0, branch_weight = 1.0;
   static WicoOptions from_config(const Config& config);
 };
+
+// Every branch's own result is foreground above this (its report, MER, intersection and union,
+// and the IoU its confidence learns); the fused map uses tau.
+inline constexpr double kBranchThreshold = 0.5;
 
 class WicoModel : public nn::RisModel {
  public:
