@@ -277,7 +277,7 @@ void add_wico_keys(Schema& schema) {
             "si/gsi: paper = Eq. 12 as printed, (P_td c_td + P_bu c_bu) / 2; normalised = divided "
             "by c_td + c_bu (docs/design.md)",
             {"paper", "normalised"})
-      .text("wico.td_map", "binary",
+      .text("wico.td_map", "score",
             "the top-down map in blends and Average: binary = its chosen mask, score = mask x "
             "s_hat (Eq. 11)",
             {"binary", "score"})

@@ -90,7 +90,14 @@ TEST_F(TablesCli, Table3RunsToTheEndForTheBranchesThatExist) {
     const std::string line = out.output.substr(at, out.output.find('\n', at) - at);
     EXPECT_EQ(line.find("missing"), std::string::npos) << line;
     EXPECT_NE(line.find(" = "), std::string::npos) << line;  // total = alpha + beta + WiCo seconds
+    // The MER column is the two branches' (a percentage for every kind of pair).
+    std::vector<std::string> cells;
+    for (std::size_t p = 0, q; (q = line.find('|', p + 1)) != std::string::npos; p = q) cells.push_back(line.substr(p + 1, q - p - 1));
+    ASSERT_GT(cells.size(), 4u) << line;
+    EXPECT_NE(cells[4].find('%'), std::string::npos) << line;
   }
+  // Timed at batch 1, in their own evaluation folder.
+  EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "pair_td_refcoco_s0+td_refcoco_s1_gsi_s0" / "eval_batch1" / "val" / "metrics.json"));
   EXPECT_NE(out.output.find("| VLT + LAVT | BU+BU | missing: VLT not in this build"), std::string::npos);
   EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "lavt_refcoco_s1" / "checkpoints" / "best.pt"));
   EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "table3.md"));

@@ -91,19 +91,19 @@ TEST(WicoModel, FixedRulesNeedNoScoreHeads) {
   EXPECT_EQ(out.losses.count("iou_top_down"), 0u);
   EXPECT_EQ(out.losses.count("cfi_ce"), 0u);
   for (const auto& p : model.named_parameters()) EXPECT_EQ(p.key().rfind("score_", 0), std::string::npos) << p.key();
-  // Average of the top-down branch's chosen mask (wico.td_map binary) and the bottom-up
+  // Average of Eq. 1's top-down map (mask x score: wico.td_map score) and the bottom-up
   // probabilities.
   const auto& td = out.probabilities.at("top_down");
   const auto& bu = out.probabilities.at("bottom_up");
-  EXPECT_TRUE(torch::allclose(out.probabilities.at("fused"), (td + bu) / 2, 1e-5, 1e-6));
-  // With wico.td_map score: Eq. 1's map (mask x score) instead.
+  const auto expected = (td * out.confidences.at("top_down").view({2, 1, 1, 1}) + bu) / 2;
+  EXPECT_TRUE(torch::allclose(out.probabilities.at("fused"), expected, 1e-5, 1e-6));
+  // With wico.td_map binary: the chosen mask itself.
   torch::manual_seed(2);
-  WicoModel scored(pair(kTopDown, kLavt, {"wico.integration=average", "wico.cfi=false", "wico.td_map=score"}));
-  scored.eval();
-  const nn::RisOutput s = scored.forward(batch, false);
-  const auto expected = (s.probabilities.at("top_down") * s.confidences.at("top_down").view({2, 1, 1, 1}) +
-                         s.probabilities.at("bottom_up")) / 2;
-  EXPECT_TRUE(torch::allclose(s.probabilities.at("fused"), expected, 1e-5, 1e-6));
+  WicoModel binary(pair(kTopDown, kLavt, {"wico.integration=average", "wico.cfi=false", "wico.td_map=binary"}));
+  binary.eval();
+  const nn::RisOutput b = binary.forward(batch, false);
+  EXPECT_TRUE(torch::allclose(b.probabilities.at("fused"),
+                              (b.probabilities.at("top_down") + b.probabilities.at("bottom_up")) / 2, 1e-5, 1e-6));
 }
 
 TEST(WicoModel, IntersectionAndUnionTakeEachBranchsOwnBinaryResult) {

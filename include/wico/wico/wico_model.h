@@ -48,7 +48,7 @@ struct WicoOptions {
   bool cfi = true;
   Integration integration = Integration::kGaussianScore;
   Blend blend = Blend::kNormalised;
-  TopDownMap td_map = TopDownMap::kBinary;
+  TopDownMap td_map = TopDownMap::kScore;
   bool confidence_from_seg = false, td_score_stats = false;
   double initial_log_sigma = -3.0;
   double tau = 0.35;
