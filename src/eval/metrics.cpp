@@ -208,9 +208,7 @@ std::vector<double> ranks(const std::vector<double>& v) {
 }  // namespace
 
 double spearman_correlation(const std::vector<double>& a, const std::vector<double>& b) {
-  WICO_CHECK(a.size() == b.size(), "a correlation needs two series of one length (", a.size(),
-             " vs ", b.size(), ")");
-  return pearson_correlation(ranks(a), ranks(b));
+  return pearson_correlation(ranks(a), ranks(b));  // checks the lengths
 }
 
 std::vector<std::int64_t> iou_histogram(const std::vector<double>& ious, int bins) {

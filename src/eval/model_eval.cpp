@@ -105,6 +105,7 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
     synchronize_device(device);
     model_seconds += seconds_since(t0);
     for (auto& [name, p] : output.probabilities) p = p.to(at::kCPU, at::kFloat);
+    for (auto& [name, c] : output.confidences) c = c.to(at::kCPU, at::kDouble);
     for (const auto& [name, s] : output.seconds) branch_seconds[name] += s;
     for (const auto& [name, sigma] : output.spreads) {
       auto& [sum, count] = spread_sums[name];
@@ -131,7 +132,7 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
         }
       }
       for (const auto& [name, confidence] : output.confidences) {
-        p.scores[name] = confidence[i].to(at::kCPU).item<double>();
+        p.scores[name] = confidence[i].item<double>();
       }
       out.predictions.push_back(std::move(p));
     }

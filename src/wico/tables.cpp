@@ -80,6 +80,18 @@ std::string delta(double ours, double base) {
   return fmt::format(" ({}{:.2f})", ours >= base ? "↑" : "↓", std::abs(ours - base));
 }
 
+// The non-fused branches of a pair's metrics.json, in alphabetical order (how the file keys a
+// pair's MER).
+std::vector<std::string> pair_branches(const nlohmann::json& metrics) {
+  std::vector<std::string> names;
+  if (!metrics.contains("branches")) return names;
+  for (auto it = metrics["branches"].begin(); it != metrics["branches"].end(); ++it) {
+    if (it.key() != "fused") names.push_back(it.key());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 class TableMaker {
  public:
   explicit TableMaker(TablesOptions o) : o_(std::move(o)) {
@@ -468,10 +480,7 @@ class TableMaker {
     const auto m = evaluate(pair, {"val"}, "_batch1", {"eval.batch_size=1"});
     if (m.empty()) return fmt::format("| {} | {} | (dry run) | | | | {} | {} |\n", name, kind, paper_plus, paper_speed);
     const auto& j = m.at("val");
-    std::vector<std::string> names;
-    for (auto it = j["branches"].begin(); it != j["branches"].end(); ++it) {
-      if (it.key() != "fused") names.push_back(it.key());
-    }
+    const std::vector<std::string> names = pair_branches(j);
     const double ia = oiou(m, "val", names.at(0)), ib = oiou(m, "val", names.at(1)),
                  plus = oiou(m, "val", "fused");
     const double branches_mer = branch_pair_mer(j);
@@ -494,13 +503,8 @@ std::string make_table(const TablesOptions& options) {
 }
 
 double branch_pair_mer(const nlohmann::json& metrics) {
-  std::vector<std::string> names;
-  if (!metrics.contains("branches")) return NAN;
-  for (auto it = metrics["branches"].begin(); it != metrics["branches"].end(); ++it) {
-    if (it.key() != "fused") names.push_back(it.key());
-  }
+  const std::vector<std::string> names = pair_branches(metrics);
   if (names.size() != 2) return NAN;
-  std::sort(names.begin(), names.end());  // metrics.json keys a pair alphabetically
   const std::string key = names[0] + "|" + names[1];
   if (!metrics.contains("mer") || !metrics["mer"].contains(key) || !metrics["mer"][key].is_number()) return NAN;
   return metrics["mer"][key].get<double>();

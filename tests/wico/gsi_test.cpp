@@ -12,11 +12,17 @@ namespace {
 
 using torch::indexing::Slice;
 
-TEST(Gsi, StraightThroughTopDownHasEq1sValueAndPassesGradientsToEveryScore) {
+// One sample, three candidate masks of 2, 4 and 1 pixels on a 2x2 image.
+torch::Tensor three_masks() {
   auto masks = torch::zeros({1, 3, 2, 2});
   masks.index_put_({0, 0, 0, Slice()}, 1.0);  // 2 pixels
   masks.index_put_({0, 1}, 1.0);              // 4 pixels
   masks.index_put_({0, 2, 1, 1}, 1.0);        // 1 pixel
+  return masks;
+}
+
+TEST(Gsi, StraightThroughTopDownHasEq1sValueAndPassesGradientsToEveryScore) {
+  const auto masks = three_masks();
   auto scores = torch::tensor({{0.2f, 0.5f, 0.3f}}, torch::requires_grad());
   const auto p = straight_through_top_down(masks, scores);
   EXPECT_TRUE(torch::allclose(p, 0.5f * masks.narrow(1, 1, 1)));  // m^argmax * s^argmax
@@ -70,10 +76,7 @@ TEST(Gsi, BlendIsEq12WithConfidencesClampedToZeroOne) {
 }
 
 TEST(Gsi, BinaryTopDownMapIsTheChosenMaskAndStillPassesGradientsToEveryScore) {
-  auto masks = torch::zeros({1, 3, 2, 2});
-  masks.index_put_({0, 0, 0, Slice()}, 1.0);  // 2 pixels
-  masks.index_put_({0, 1}, 1.0);              // 4 pixels
-  masks.index_put_({0, 2, 1, 1}, 1.0);        // 1 pixel
+  const auto masks = three_masks();
   auto scores = torch::tensor({{0.2f, 0.5f, 0.3f}}, torch::requires_grad());
   const auto p = straight_through_top_down(masks, scores, TopDownMap::kBinary);
   EXPECT_TRUE(torch::equal(p, masks.narrow(1, 1, 1)));  // m^argmax, on the 0-1 scale
