@@ -12,6 +12,7 @@ nlohmann::json bench_lavt(const BenchContext& ctx);
 nlohmann::json bench_wico(const BenchContext& ctx);
 nlohmann::json bench_resnet(const BenchContext& ctx);
 nlohmann::json bench_topdown(const BenchContext& ctx);
+nlohmann::json bench_weights(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
@@ -32,6 +33,9 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("topdown", bench_topdown,
                "paper-size top-down branch (Mask2Former R50 + MAttNet) at 480x480: time, peak "
                "memory, FLOP rate vs the GEMM rate");
+  registry.add("weights", bench_weights,
+               "loading Swin-B + BERT-base from torch zip, legacy and safetensors files: seconds "
+               "and peak memory vs the weights' size and vs python3-torch's torch.load");
 }
 
 }  // namespace wico

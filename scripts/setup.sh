@@ -14,6 +14,7 @@ PACKAGES=(
   zlib1g-dev              # gzip-compressed CLIP BPE merges
   clang libclang-rt-14-dev  # libFuzzer targets (WICO_BUILD_FUZZERS, asan preset)
   python3 python3-numpy python3-torch python3-torchvision  # reference outputs and benchmarks
+  python3-pil             # Pillow: scripts/make_pil_resize_fixtures.py (data.resize_filter pil)
 )
 
 SUDO=""

@@ -31,5 +31,6 @@ Action add_eval_command(CLI::App& app);
 Action add_predict_command(CLI::App& app);
 Action add_train_command(CLI::App& app);
 Action add_tables_command(CLI::App& app);
+Action add_weights_command(CLI::App& app);
 
 }  // namespace wico::tool

@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   add(add_predict_command);
   add(add_bench_command);
   add(add_tables_command);
+  add(add_weights_command);
 
   try {
     app.parse(argc, argv);

@@ -342,11 +342,13 @@ Rle rle_from_bbox(const std::array<double, 4>& box, int height, int width) {
   return rle_from_polygon({xs, ys, xs, ye, xe, ye, xe, ys}, height, width);
 }
 
-Rle rle_from_polygons(const std::vector<std::vector<double>>& polygons, int height, int width) {
-  check_size(height, width, "rle_from_polygons");
-  if (polygons.empty()) return Rle{height, width, {static_cast<std::uint32_t>(
-                                                       pixel_count(height, width))}};
+namespace {
+
+// frPyObjects: one RLE per part (boxes or polygons, see the header).
+std::vector<Rle> polygon_part_rles(const std::vector<std::vector<double>>& polygons, int height,
+                                   int width) {
   std::vector<Rle> parts;
+  if (polygons.empty()) return parts;
   parts.reserve(polygons.size());
   // frPyObjects decides on the first part alone: exactly 4 numbers means a list of boxes.
   const bool boxes = polygons[0].size() == 4;
@@ -361,7 +363,16 @@ Rle rle_from_polygons(const std::vector<std::vector<double>>& polygons, int heig
       parts.push_back(rle_from_polygon(part, height, width));
     }
   }
-  return rle_merge(parts);
+  return parts;
+}
+
+}  // namespace
+
+Rle rle_from_polygons(const std::vector<std::vector<double>>& polygons, int height, int width) {
+  check_size(height, width, "rle_from_polygons");
+  if (polygons.empty()) return Rle{height, width, {static_cast<std::uint32_t>(
+                                                       pixel_count(height, width))}};
+  return rle_merge(polygon_part_rles(polygons, height, width));
 }
 
 Rle rle_merge(const std::vector<Rle>& rles, bool intersect) {
@@ -409,9 +420,32 @@ std::array<double, 4> rle_to_bbox(const Rle& rle) {
           static_cast<double>(ye - ys + 1)};
 }
 
+MaskRule parse_mask_rule(const std::string& name) {
+  if (name == "union") return MaskRule::kUnion;
+  if (name == "lavt") return MaskRule::kLavt;
+  throw ConfigError("unknown mask rule '" + name + "' (data.mask_rule); valid: lavt, union");
+}
+
 cv::Mat1b polygons_to_mask(const std::vector<std::vector<double>>& polygons, int height,
-                           int width) {
-  return rle_decode(rle_from_polygons(polygons, height, width));
+                           int width, MaskRule rule) {
+  if (rule == MaskRule::kUnion) return rle_decode(rle_from_polygons(polygons, height, width));
+  check_size(height, width, "polygons_to_mask");
+  // LAVT: np.sum of the parts' masks, astype(np.uint8) (wrapping), then == 1. A uint8 counter
+  // wraps the same way.
+  cv::Mat1b count(height, width, std::uint8_t{0});
+  for (const Rle& part : polygon_part_rles(polygons, height, width)) {
+    const cv::Mat1b m = rle_decode(part);
+    for (int y = 0; y < height; ++y) {
+      const std::uint8_t* in = m.ptr<std::uint8_t>(y);
+      std::uint8_t* c = count.ptr<std::uint8_t>(y);
+      for (int x = 0; x < width; ++x) c[x] = static_cast<std::uint8_t>(c[x] + in[x]);
+    }
+  }
+  for (int y = 0; y < height; ++y) {
+    std::uint8_t* c = count.ptr<std::uint8_t>(y);
+    for (int x = 0; x < width; ++x) c[x] = c[x] == 1 ? 1 : 0;
+  }
+  return count;
 }
 
 Rle annotation_to_rle(const nlohmann::json& segmentation, int height, int width) {
@@ -456,7 +490,17 @@ Rle annotation_to_rle(const nlohmann::json& segmentation, int height, int width)
   return rle;
 }
 
-cv::Mat1b annotation_to_mask(const nlohmann::json& segmentation, int height, int width) {
+cv::Mat1b annotation_to_mask(const nlohmann::json& segmentation, int height, int width,
+                             MaskRule rule) {
+  if (rule == MaskRule::kLavt && segmentation.is_array()) {
+    check_size(height, width, "annotation_to_mask");
+    std::vector<std::vector<double>> polygons;
+    polygons.reserve(segmentation.size());
+    for (std::size_t i = 0; i < segmentation.size(); ++i) {
+      polygons.push_back(json_polygon(segmentation[i], i));
+    }
+    return polygons_to_mask(polygons, height, width, rule);
+  }
   return rle_decode(annotation_to_rle(segmentation, height, width));
 }
 

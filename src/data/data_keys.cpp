@@ -25,6 +25,11 @@ void add_data_keys(Schema& schema) {
       .integer("data.input_size", 480, "network input side S (LAVT 480, CRIS/VLT 416)", 16, 4096)
       .text("data.resize", "plain", "plain: resize to S x S (LAVT); letterbox: keep the aspect "
             "ratio and pad with data.fill (CRIS, VLT)", {"plain", "letterbox"})
+      .text("data.resize_filter", "opencv", "plain resize: OpenCV bilinear/nearest, or Pillow's "
+            "antialiased BILINEAR and NEAREST exactly as LAVT's torchvision does (pil)",
+            {"opencv", "pil"})
+      .text("data.mask_rule", "union", "target from a ref's polygon parts: any part (union), or "
+            "exactly one part, overlaps cancelling, as LAVT's `== 1` (lavt)", {"union", "lavt"})
       .text("data.normalize", "imagenet", "mean/std of the backbone's pre-training",
             {"imagenet", "clip"})
       .integer("data.batch_size", 8, "samples per batch (per process)", 1, 65536)

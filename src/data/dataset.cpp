@@ -37,7 +37,8 @@ std::pair<const Ref*, std::size_t> RefDataset::item(std::size_t index, std::uint
   return {ref, sentence};
 }
 
-Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoch) const {
+Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoch,
+                        MaskRule target_rule) const {
   const auto [ref, sentence] = item(index, seed, epoch);
   const CocoImage& info = data_.image(ref->image_id);
   const auto path = data_.image_path(info);
@@ -65,16 +66,20 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     c.ann_id = ann_id;
     c.category_id = ann.category_id;
     c.box = ann.bbox;
+    const bool is_target = ann_id == ref->ann_id;
     try {
       c.mask = annotation_to_mask(ann.segmentation, info.height, info.width);
+      if (is_target) {
+        s.target = target_rule == MaskRule::kUnion
+                       ? c.mask.clone()
+                       : annotation_to_mask(ann.segmentation, info.height, info.width,
+                                            target_rule);
+      }
     } catch (const Error& e) {
       throw Error(data_.instances_file().string() + ": annotation " + std::to_string(ann_id) +
                   ": " + e.what());
     }
-    if (ann_id == ref->ann_id) {
-      s.target_index = static_cast<int>(s.candidates.size());
-      s.target = c.mask.clone();
-    }
+    if (is_target) s.target_index = static_cast<int>(s.candidates.size());
     s.candidates.push_back(std::move(c));
   }
   WICO_CHECK(s.target_index >= 0, "ref ", ref->ref_id, " has no annotation on its image");

@@ -33,6 +33,12 @@ LoaderOptions LoaderOptions::from_config(const Config& config) {
   o.seed = static_cast<std::uint64_t>(config.integer("run.seed"));
   o.input_size = static_cast<int>(config.integer("data.input_size"));
   o.letterbox = config.text("data.resize") == "letterbox";
+  o.resize_filter = parse_resize_filter(config.text("data.resize_filter"));
+  if (o.letterbox && o.resize_filter == ResizeFilter::kPil) {
+    throw ConfigError("data.resize_filter: pil reproduces LAVT's plain resize; data.resize: "
+                      "letterbox (CRIS, VLT) warps with OpenCV as they do (use opencv)");
+  }
+  o.mask_rule = parse_mask_rule(config.text("data.mask_rule"));
   o.norm = normalization(config.text("data.normalize"));
   o.skip_bad_samples = config.text("data.on_bad_sample") == "skip";
   return o;
@@ -239,7 +245,7 @@ Batch Loader::make_batch(const std::vector<std::size_t>& indices, std::int64_t e
   std::vector<Sample> samples;
   for (std::size_t index : indices) {
     try {
-      samples.push_back(dataset_.load(index, options_.seed, epoch));
+      samples.push_back(dataset_.load(index, options_.seed, epoch, options_.mask_rule));
     } catch (const Error& e) {
       if (!options_.skip_bad_samples) throw;
       spdlog::warn("skipping a bad sample (data.on_bad_sample: skip): {}", e.what());
@@ -255,7 +261,8 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
   std::vector<Prepared> prepared;
   Batch batch;
   for (Sample& s : samples) {
-    const ResizePlan plan = plan_resize(s.image.cols, s.image.rows, S, options.letterbox);
+    const ResizePlan plan =
+        plan_resize(s.image.cols, s.image.rows, S, options.letterbox, options.resize_filter);
     Prepared p;
     p.image = resize_image(s.image, plan, options.norm);
     p.target = resize_mask(s.target, plan);

@@ -326,6 +326,21 @@ void repr_into(std::string& out, const PyValue& v, std::size_t limit) {
       out += '}';
       return;
     }
+    case Kind::kGlobal: out += v.class_name(); return;
+    case Kind::kObject:
+      out += v.class_name();
+      repr_into(out, v.object_args(), limit);
+      if (!v.object_state().is_none()) {
+        out += ".__setstate__(";
+        repr_into(out, v.object_state(), limit);
+        out += ')';
+      }
+      return;
+    case Kind::kPersistentId:
+      out += "persistent_id(";
+      repr_into(out, v.persistent_id(), limit);
+      out += ')';
+      return;
   }
 }
 
@@ -411,6 +426,32 @@ PyValue PyValue::dict(Dict entries) {
   return v;
 }
 
+PyValue PyValue::global(std::string qualified_name) {
+  PyValue v;
+  v.kind_ = Kind::kGlobal;
+  v.node_ = std::make_shared<Node>();
+  v.node_->text = std::move(qualified_name);
+  return v;
+}
+
+PyValue PyValue::object(std::string class_name, PyValue args, PyValue state) {
+  if (!args.is_tuple()) throw Error("PyValue::object: the arguments must be a tuple");
+  PyValue v;
+  v.kind_ = Kind::kObject;
+  v.node_ = std::make_shared<Node>();
+  v.node_->text = std::move(class_name);
+  v.node_->items = {std::move(args), std::move(state)};
+  return v;
+}
+
+PyValue PyValue::persistent(PyValue id) {
+  PyValue v;
+  v.kind_ = Kind::kPersistentId;
+  v.node_ = std::make_shared<Node>();
+  v.node_->items = {std::move(id)};
+  return v;
+}
+
 const char* PyValue::kind_name(Kind kind) {
   switch (kind) {
     case Kind::kNone: return "None";
@@ -422,6 +463,9 @@ const char* PyValue::kind_name(Kind kind) {
     case Kind::kList: return "list";
     case Kind::kTuple: return "tuple";
     case Kind::kDict: return "dict";
+    case Kind::kGlobal: return "global";
+    case Kind::kObject: return "object";
+    case Kind::kPersistentId: return "persistent id";
   }
   return "?";
 }
@@ -477,6 +521,26 @@ const PyValue::List& PyValue::items() const {
 const PyValue::Dict& PyValue::as_dict() const {
   if (kind_ != Kind::kDict) wrong_kind(*this, "dict");
   return node_->entries;
+}
+
+const std::string& PyValue::class_name() const {
+  if (kind_ != Kind::kGlobal && kind_ != Kind::kObject) wrong_kind(*this, "global or object");
+  return node_->text;
+}
+
+const PyValue& PyValue::object_args() const {
+  if (kind_ != Kind::kObject) wrong_kind(*this, "object");
+  return node_->items[0];
+}
+
+const PyValue& PyValue::object_state() const {
+  if (kind_ != Kind::kObject) wrong_kind(*this, "object");
+  return node_->items[1];
+}
+
+const PyValue& PyValue::persistent_id() const {
+  if (kind_ != Kind::kPersistentId) wrong_kind(*this, "persistent id");
+  return node_->items[0];
 }
 
 std::size_t PyValue::size() const {
@@ -576,6 +640,11 @@ bool values_equal(const PyValue& a, const PyValue& b) {
     case Kind::kDict:
       if (&a.as_dict() == &b.as_dict()) return true;
       return dicts_equal(a.as_dict(), b.as_dict(), b);
+    case Kind::kGlobal: return a.class_name() == b.class_name();
+    case Kind::kObject:
+      return a.class_name() == b.class_name() && values_equal(a.object_args(), b.object_args()) &&
+             values_equal(a.object_state(), b.object_state());
+    case Kind::kPersistentId: return values_equal(a.persistent_id(), b.persistent_id());
   }
   return false;
 }
@@ -623,7 +692,8 @@ enum Opcode : unsigned char {
 
 class PickleReader {
  public:
-  PickleReader(std::string_view data, const std::string& source) : data_(data), source_(source) {}
+  PickleReader(std::string_view data, const std::string& source, const PickleOptions& options)
+      : data_(data), source_(source), options_(options) {}
 
   ~PickleReader() {
     // Break every reference between the containers the result does not hold: cycles built by a
@@ -651,6 +721,7 @@ class PickleReader {
     succeeded_ = true;
     return std::move(result.value);
   }
+  std::size_t consumed() const { return pos_; }
 
  private:
   [[noreturn]] void fail(const std::string& message) const {
@@ -752,6 +823,21 @@ class PickleReader {
     PyValue v = make_container(Kind::kTuple);
     v.node_->items = std::move(items);
     return v;
+  }
+  // An inert object: class name, arguments and (until BUILD) no state.
+  PyValue make_object(const std::string& class_name, PyValue args) {
+    PyValue v = make_container(Kind::kObject);
+    v.node_->text = class_name;
+    v.node_->items = {std::move(args), PyValue()};
+    return v;
+  }
+  PyValue make_global(std::string_view module, std::string_view name) {
+    PyValue v = make_container(Kind::kGlobal);
+    v.node_->text = detail::concat(module, ".", name);
+    return v;
+  }
+  void require_objects(const char* construct) const {
+    if (!options_.objects) fail(detail::concat("unsupported construct: ", construct));
   }
   static PyValue make_text(std::string_view text, Kind kind) {
     PyValue v = PyValue::string(std::string(text));
@@ -967,8 +1053,17 @@ class PickleReader {
     if (builtins && name == "frozenset") return Callable::kFrozenSet;
     if (builtins && name == "bytes") return Callable::kBytes;
     if (builtins && name == "bytearray") return Callable::kBytearray;
+    if (options_.objects) return Callable::kNone;  // an inert global, made by push_global
     fail(detail::concat("unsupported construct: global '", quote_for_message(module), ".",
                         quote_for_message(name), "'"));
+  }
+  void push_global(std::string_view module, std::string_view name) {
+    const Callable callable = resolve_global(module, name);
+    if (callable != Callable::kNone) {
+      stack_.push_back(Item{PyValue(), callable});
+    } else {
+      push(make_global(module, name));
+    }
   }
 
   std::string latin1_encode(const std::string& text) {
@@ -1197,28 +1292,80 @@ class PickleReader {
       case kGlobal: {
         const std::string_view module = read_line();
         const std::string_view name = read_line();
-        stack_.push_back(Item{PyValue(), resolve_global(module, name)});
-        return;
+        return push_global(module, name);
       }
       case kStackGlobal: {
         const PyValue name = pop_value();
         const PyValue module = pop_value();
         if (!name.is_str() || !module.is_str()) fail("STACK_GLOBAL needs two str");
-        stack_.push_back(Item{PyValue(), resolve_global(module.as_str(), name.as_str())});
-        return;
+        return push_global(module.as_str(), name.as_str());
       }
       case kReduce:
       case kNewObj: {
-        const PyValue args = pop_value();
+        PyValue args = pop_value();
         const Item callable = pop_item();
         if (callable.callable == Callable::kNone) {
-          fail("unsupported construct: call of a value that is not a global");
+          if (!callable.value.is_global()) {
+            fail("unsupported construct: call of a value that is not a global");
+          }
+          if (!args.is_tuple()) fail("unsupported construct: call arguments are not a tuple");
+          return push(make_object(callable.value.class_name(), std::move(args)));
         }
         return push(call(callable.callable, args));
       }
+      case kNewObjEx: {
+        require_objects("class instance");
+        PyValue kwargs = pop_value();
+        PyValue args = pop_value();
+        const PyValue cls = pop_value();
+        if (!cls.is_global() || !args.is_tuple() || !kwargs.is_dict()) {
+          fail("NEWOBJ_EX needs a global, a tuple and a dict");
+        }
+        PyValue object = make_object(cls.class_name(), std::move(args));
+        if (kwargs.size() > 0) object.node_->items[1] = std::move(kwargs);
+        return push(std::move(object));
+      }
+      case kObj: {
+        require_objects("class instance");
+        PyValue::List values = pop_mark_values();
+        if (values.empty() || !values[0].is_global()) fail("OBJ needs a global class");
+        const std::string name = values[0].class_name();
+        values.erase(values.begin());
+        return push(make_object(name, make_tuple(std::move(values))));
+      }
+      case kInst: {
+        require_objects("class instance");
+        const std::string_view module = read_line();
+        const std::string_view name = read_line();
+        PyValue::List values = pop_mark_values();
+        return push(make_object(detail::concat(module, ".", name), make_tuple(std::move(values))));
+      }
+      case kPersId:
+      case kBinPersId: {
+        require_objects("persistent id");
+        PyValue id = op == kPersId ? make_text(read_line(), Kind::kStr) : pop_value();
+        if (options_.persistent_load) {
+          try {
+            return push(options_.persistent_load(id));
+          } catch (const Error& e) {
+            fail(detail::concat("persistent id ", id.repr(120), ": ", e.what()));
+          }
+        }
+        PyValue v = make_container(Kind::kPersistentId);
+        v.node_->items = {std::move(id)};
+        return push(std::move(v));
+      }
       case kBuild: {
-        const PyValue state = pop_value();
-        const Item& target = top();
+        PyValue state = pop_value();
+        Item& target = top();
+        if (options_.objects && target.callable == Callable::kNone) {
+          if (target.value.is_object()) {
+            target.value.node_->items[1] = std::move(state);
+            return;
+          }
+          // An OrderedDict state dict carries `_metadata` (module versions) as its attribute.
+          if (target.value.is_dict()) return;
+        }
         // OrderedDict may carry its instance __dict__ as state; an empty one changes nothing.
         const bool empty_state = state.is_none() || (state.is_dict() && state.size() == 0) ||
                                  (state.is_tuple() && state.size() == 2 && state[0].is_none() &&
@@ -1229,11 +1376,6 @@ class PickleReader {
         return;
       }
 
-      case kPersId:
-      case kBinPersId: fail("unsupported construct: persistent id");
-      case kInst:
-      case kObj:
-      case kNewObjEx: fail("unsupported construct: class instance");
       case kExt1:
       case kExt2:
       case kExt4: fail("unsupported construct: extension registry code");
@@ -1246,10 +1388,14 @@ class PickleReader {
     }
   }
 
+  static bool has_children(const PyValue& v) {
+    return v.is_list() || v.is_tuple() || v.is_dict() || v.is_object() || v.is_persistent_id();
+  }
+
   // Walks the result without recursion: refuses cycles and nesting beyond kMaxNesting, and
   // marks the containers it holds (visit == 2) so that the destructor spares them.
   void validate(const PyValue& root) {
-    if (!root.node_ || (!root.is_list() && !root.is_tuple() && !root.is_dict())) return;
+    if (!root.node_ || !has_children(root)) return;
     struct Frame {
       Node* node;
       std::size_t next;  // next child: items, then keys and values of entries
@@ -1275,7 +1421,7 @@ class PickleReader {
         if (!path.empty()) path.back().node->height = std::max(path.back().node->height, height);
         continue;
       }
-      if (!next->is_list() && !next->is_tuple() && !next->is_dict()) continue;
+      if (!has_children(*next)) continue;
       Node* node = next->node_.get();
       if (node->visit == 1) {
         fail("unsupported construct: a container that contains itself");
@@ -1297,6 +1443,7 @@ class PickleReader {
 
   std::string_view data_;
   const std::string& source_;
+  PickleOptions options_;
   std::size_t pos_ = 0;
   std::size_t op_start_ = 0;
   bool succeeded_ = false;
@@ -1309,18 +1456,26 @@ class PickleReader {
   std::vector<std::shared_ptr<Node>> containers_;
 };
 
-PyValue parse_pickle(std::string_view bytes, const std::string& source_name) {
-  PickleReader reader(bytes, source_name);
+PyValue parse_pickle(std::string_view bytes, const std::string& source_name,
+                     const PickleOptions& options) {
+  PickleReader reader(bytes, source_name, options);
   return reader.parse();
 }
 
-PyValue load_pickle(const std::filesystem::path& file) {
+std::size_t parse_pickle_prefix(std::string_view bytes, const std::string& source_name,
+                                const PickleOptions& options, PyValue& out) {
+  PickleReader reader(bytes, source_name, options);
+  out = reader.parse();
+  return reader.consumed();
+}
+
+PyValue load_pickle(const std::filesystem::path& file, const PickleOptions& options) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(detail::concat("cannot open pickle file ", file.string()));
   std::ostringstream content;
   content << in.rdbuf();
   if (in.bad()) throw Error(detail::concat("cannot read pickle file ", file.string()));
-  return parse_pickle(content.str(), file.string());
+  return parse_pickle(content.str(), file.string(), options);
 }
 
 // ---- writer -------------------------------------------------------------------------------------
@@ -1455,9 +1610,16 @@ class PickleWriter {
     if (depth > kMaxNesting) {
       throw Error(detail::concat("write_pickle: containers nested deeper than ", kMaxNesting));
     }
+    if (value.is_global() || value.is_object() || value.is_persistent_id()) {
+      throw Error(detail::concat("write_pickle: cannot write a ", value.kind_name(), " (",
+                                 value.repr(80), "): only plain data is written"));
+    }
     const Node* node = value.node_.get();
     if (node != nullptr && memo_get(node)) return;
     switch (value.kind()) {
+      case Kind::kGlobal:
+      case Kind::kObject:
+      case Kind::kPersistentId: return;  // refused above
       case Kind::kNone: op(kNone); return;
       case Kind::kBool: op(value.as_bool() ? kNewTrue : kNewFalse); return;
       case Kind::kInt: write_int(value.as_int()); return;

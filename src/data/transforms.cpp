@@ -4,10 +4,196 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "wico/core/error.h"
 
 namespace wico::data {
+namespace {
+
+// Pillow's fixed-point weights (Resample.c): 32 bits less 8 for the pixel and 2 for the sign and
+// the overshoot of weights that do not sum to exactly one.
+constexpr int kPilPrecisionBits = 32 - 8 - 2;
+
+// One axis of a Pillow resample (precompute_coeffs + normalize_coeffs_8bpc for BILINEAR, box =
+// the whole image): output pixel i reads `count[i]` source pixels from `first[i]` with weights
+// weights[i * ksize ...].
+struct PilAxis {
+  int ksize = 0;
+  std::vector<int> first, count;
+  std::vector<std::int32_t> weights;
+};
+
+double pil_triangle(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+// Every step in Pillow's order and precision: the weights are rounded to fixed point after
+// normalising in double, and the bounds are C casts (truncation), so reordering would change
+// pixels.
+PilAxis pil_axis(int in_size, int out_size) {
+  PilAxis axis;
+  // Pillow computes (in1 - in0) in float: exact for any image size below 2^24.
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0);
+  const double support = 1.0 * filterscale;  // BILINEAR's support is 1
+  axis.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  axis.first.resize(out_size);
+  axis.count.resize(out_size);
+  axis.weights.assign(static_cast<std::size_t>(out_size) * axis.ksize, 0);
+  std::vector<double> k(axis.ksize);
+  const double ss = 1.0 / filterscale;
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const int xmin = std::max(0, static_cast<int>(center - support + 0.5));
+    const int xmax = std::min(in_size, static_cast<int>(center + support + 0.5)) - xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      const double w = pil_triangle((x + xmin - center + 0.5) * ss);
+      k[x] = w;
+      ww += w;
+    }
+    std::int32_t* out = &axis.weights[static_cast<std::size_t>(xx) * axis.ksize];
+    for (int x = 0; x < xmax; ++x) {
+      const double v = ww != 0.0 ? k[x] / ww : k[x];
+      out[x] = static_cast<std::int32_t>(v < 0 ? -0.5 + v * (1 << kPilPrecisionBits)
+                                               : 0.5 + v * (1 << kPilPrecisionBits));
+    }
+    axis.first[xx] = xmin;
+    axis.count[xx] = std::max(xmax, 0);
+  }
+  return axis;
+}
+
+std::uint8_t pil_clip8(std::int32_t v) {
+  if (v >= (1 << kPilPrecisionBits << 8)) return 255;
+  if (v <= 0) return 0;
+  return static_cast<std::uint8_t>(v >> kPilPrecisionBits);
+}
+
+// ImagingResampleHorizontal_8bpc: out row y from source row y + row_offset.
+void pil_horizontal(const cv::Mat& in, cv::Mat& out, int row_offset, const PilAxis& axis) {
+  const int channels = in.channels();
+  for (int y = 0; y < out.rows; ++y) {
+    const std::uint8_t* src = in.ptr<std::uint8_t>(y + row_offset);
+    std::uint8_t* dst = out.ptr<std::uint8_t>(y);
+    for (int xx = 0; xx < out.cols; ++xx) {
+      const std::int32_t* k = &axis.weights[static_cast<std::size_t>(xx) * axis.ksize];
+      const std::uint8_t* base = src + static_cast<std::size_t>(axis.first[xx]) * channels;
+      for (int c = 0; c < channels; ++c) {
+        std::int32_t ss = 1 << (kPilPrecisionBits - 1);
+        for (int x = 0; x < axis.count[xx]; ++x) {
+          ss += static_cast<std::int32_t>(base[x * channels + c]) * k[x];
+        }
+        dst[xx * channels + c] = pil_clip8(ss);
+      }
+    }
+  }
+}
+
+// ImagingResampleVertical_8bpc: out row yy from source rows first[yy] ... (the channels
+// interleaved along a row are independent values here).
+void pil_vertical(const cv::Mat& in, cv::Mat& out, const PilAxis& axis) {
+  const int values = out.cols * out.channels();
+  std::vector<const std::uint8_t*> rows;
+  for (int yy = 0; yy < out.rows; ++yy) {
+    const std::int32_t* k = &axis.weights[static_cast<std::size_t>(yy) * axis.ksize];
+    rows.clear();
+    for (int y = 0; y < axis.count[yy]; ++y) {
+      rows.push_back(in.ptr<std::uint8_t>(axis.first[yy] + y));
+    }
+    std::uint8_t* dst = out.ptr<std::uint8_t>(yy);
+    for (int i = 0; i < values; ++i) {
+      std::int32_t ss = 1 << (kPilPrecisionBits - 1);
+      for (std::size_t y = 0; y < rows.size(); ++y) {
+        ss += static_cast<std::int32_t>(rows[y][i]) * k[y];
+      }
+      dst[i] = pil_clip8(ss);
+    }
+  }
+}
+
+void check_pil_input(const cv::Mat& image, cv::Size size, const char* what) {
+  WICO_CHECK(!image.empty() && image.depth() == CV_8U, what,
+             ": needs a non-empty 8-bit image, got ", image.cols, "x", image.rows, " of depth ",
+             image.depth());
+  WICO_CHECK(size.width > 0 && size.height > 0, what, ": cannot resize to ", size.width, "x",
+             size.height);
+}
+
+}  // namespace
+
+ResizeFilter parse_resize_filter(const std::string& name) {
+  if (name == "opencv") return ResizeFilter::kOpenCv;
+  if (name == "pil") return ResizeFilter::kPil;
+  throw ConfigError("unknown resize filter '" + name +
+                    "' (data.resize_filter); valid: opencv, pil");
+}
+
+cv::Mat pil_resize_bilinear(const cv::Mat& image, cv::Size size) {
+  check_pil_input(image, size, "pil_resize_bilinear");
+  if (image.size() == size) return image.clone();  // _resize copies
+  const PilAxis horizontal = pil_axis(image.cols, size.width);
+  PilAxis vertical = pil_axis(image.rows, size.height);
+  // ImagingResampleInner: the horizontal pass computes only the source rows the vertical pass
+  // reads, and the vertical bounds are shifted into that band.
+  const int band_first = vertical.first.front();
+  const int band_end = vertical.first.back() + vertical.count.back();
+  cv::Mat current = image;
+  if (size.width != image.cols) {
+    for (int& f : vertical.first) f -= band_first;
+    cv::Mat band(band_end - band_first, size.width, image.type());
+    pil_horizontal(image, band, band_first, horizontal);
+    current = band;
+  }
+  if (size.height != image.rows) {
+    cv::Mat out(size.height, current.cols, image.type());
+    pil_vertical(current, out, vertical);
+    current = out;
+  }
+  return current;
+}
+
+cv::Mat pil_resize_nearest(const cv::Mat& image, cv::Size size) {
+  check_pil_input(image, size, "pil_resize_nearest");
+  if (image.size() == size) return image.clone();
+  // _resize's affine matrix and ImagingScaleAffine's walk: the coordinate is accumulated (not
+  // multiplied), and COORD truncates; out-of-range sources stay 0 (fill), as in Pillow.
+  const double ax = static_cast<double>(image.cols) / size.width;
+  const double ay = static_cast<double>(image.rows) / size.height;
+  auto coord = [](double v) { return v < 0.0 ? -1 : static_cast<int>(v); };
+  std::vector<int> xin(size.width, 0);
+  int xmin = size.width, xmax = 0;
+  double xo = ax * 0.5;
+  for (int x = 0; x < size.width; ++x) {
+    const int xi = coord(xo);
+    if (xi >= 0 && xi < image.cols) {
+      xmax = x + 1;
+      xmin = std::min(xmin, x);
+      xin[x] = xi;
+    }
+    xo += ax;
+  }
+  const std::size_t pixel = image.elemSize();
+  cv::Mat out = cv::Mat::zeros(size, image.type());
+  double yo = ay * 0.5;
+  for (int y = 0; y < size.height; ++y) {
+    const int yi = coord(yo);
+    if (yi >= 0 && yi < image.rows) {
+      const std::uint8_t* src = image.ptr<std::uint8_t>(yi);
+      std::uint8_t* dst = out.ptr<std::uint8_t>(y);
+      for (int x = xmin; x < xmax; ++x) {
+        std::memcpy(dst + x * pixel, src + static_cast<std::size_t>(xin[x]) * pixel, pixel);
+      }
+    }
+    yo += ay;
+  }
+  return out;
+}
 
 Normalization normalization(const std::string& name) {
   if (name == "imagenet") return {{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
@@ -25,14 +211,19 @@ cv::Matx23d ResizePlan::inverse() const {
   return {1.0 / scale_x, 0, -offset_x / scale_x, 0, 1.0 / scale_y, -offset_y / scale_y};
 }
 
-ResizePlan plan_resize(int width, int height, int size, bool letterbox) {
+ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFilter filter) {
   WICO_CHECK(width > 0 && height > 0 && size > 0, "cannot resize a ", width, "x", height,
              " image to ", size);
+  if (letterbox && filter == ResizeFilter::kPil) {
+    throw ConfigError("data.resize_filter: pil reproduces LAVT's plain resize; the letterbox "
+                      "(CRIS, VLT) warps with OpenCV as they do (use data.resize_filter: opencv)");
+  }
   ResizePlan plan;
   plan.width = width;
   plan.height = height;
   plan.size = size;
   plan.letterbox = letterbox;
+  plan.filter = filter;
   if (letterbox) {
     const double scale = std::min(static_cast<double>(size) / height,
                                   static_cast<double>(size) / width);
@@ -51,6 +242,9 @@ cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Nor
              image.rows, " but the plan is for ", plan.width, "x", plan.height);
   cv::Mat3b out;
   if (!plan.letterbox) {
+    if (plan.filter == ResizeFilter::kPil) {
+      return cv::Mat3b(pil_resize_bilinear(image, cv::Size(plan.size, plan.size)));
+    }
     cv::resize(image, out, cv::Size(plan.size, plan.size), 0, 0, cv::INTER_LINEAR);
     return out;
   }
@@ -62,7 +256,9 @@ cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Nor
 
 cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
   cv::Mat1b out;
-  if (!plan.letterbox) {
+  if (!plan.letterbox && plan.filter == ResizeFilter::kPil) {
+    out = pil_resize_nearest(mask, cv::Size(plan.size, plan.size));
+  } else if (!plan.letterbox) {
     cv::resize(mask, out, cv::Size(plan.size, plan.size), 0, 0, cv::INTER_NEAREST);
   } else {
     cv::warpAffine(mask, out, cv::Mat(plan.forward()), cv::Size(plan.size, plan.size),

@@ -17,6 +17,7 @@
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
+#include "wico/io/pretrained.h"
 #include "wico/core/run_dir.h"
 
 namespace fs = std::filesystem;
@@ -286,6 +287,7 @@ void CheckpointDir::prune() const {
 
 void load_initial_weights(torch::nn::Module& model, const Config& config) {
   for (const auto& entry : config.texts("train.init")) {
+    if (io::import_init_entry(model, entry)) continue;  // a published checkpoint: map=NAME:path
     const auto eq = entry.find('=');
     const std::string prefix = eq == std::string::npos ? "" : entry.substr(0, eq);
     const std::filesystem::path file = eq == std::string::npos ? entry : entry.substr(eq + 1);

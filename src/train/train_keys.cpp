@@ -51,7 +51,8 @@ void add_train_keys(Schema& schema) {
             {"eval", "train"})
       .texts("train.init", {},
              "weights loaded before training: 'checkpoint' or 'part=checkpoint' (a branch from "
-             "its own run)");
+             "its own run); a published file through a name map: 'map=NAME:file' (the whole "
+             "model, strict) or 'part=map=NAME:file' (`wico weights maps` lists the maps)");
 }
 
 }  // namespace wico

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wico/core/error.h"
+#include "wico/io/pretrained.h"
 #include "wico/core/logging.h"
 #include "wico/core/progress.h"
 #include "wico/core/run_dir.h"
@@ -265,6 +266,8 @@ void Trainer::Impl::setup() {
     resumed = Checkpoint::read(*latest);
     resumed->require_same_config(c);
   } else {
+    // Published weights of components first (lavt.swin_pretrained...), then train.init over them.
+    io::load_pretrained_weights(*model);
     train::load_initial_weights(*model, config);
   }
   model->to(device);

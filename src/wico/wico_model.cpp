@@ -77,7 +77,8 @@ WicoModel::WicoModel(const Config& config) : options_(WicoOptions::from_config(c
     const Config branch = Config::load(file, options_.branch_set);
     kinds[i] = branch.text("model.kind");
     if (kinds[i] == "wico") throw ConfigError("wico.branches[" + std::to_string(i) + "] (" + file.string() + ") is itself a pair");
-    for (const char* key : {"text.tokenizer", "data.input_size", "data.resize", "data.normalize"}) {
+    for (const char* key : {"text.tokenizer", "data.input_size", "data.resize",
+                            "data.resize_filter", "data.normalize"}) {
       if (branch.value(key) != config.value(key)) {
         throw ConfigError("wico.branches[" + std::to_string(i) + "] (" + file.string() + ") sets " +
                           key + " unlike the pair: both branches read the pair's batches");

@@ -316,6 +316,77 @@ TEST(CocoMaskAnnotation, UncompressedCountsMayStartWithForeground) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// data.mask_rule: union of the parts, or LAVT's "exactly one part covers the pixel".
+
+TEST(CocoMaskRule, LavtDropsPixelsWhereTwoPartsOverlap) {
+  // Pixel centres inside [2, 12] x [2, 10]: 10 x 8 = 80; inside [8, 18] x [6, 14]: 80 more; both
+  // cover x 8..11, y 6..9: 16. Union 144, exactly one part 144 - 16 = 128.
+  const std::vector<std::vector<double>> a = {{2, 2, 12, 2, 12, 10, 2, 10}};
+  const std::vector<std::vector<double>> b = {{8, 6, 18, 6, 18, 14, 8, 14}};
+  const std::vector<std::vector<double>> both = {a[0], b[0]};
+  ASSERT_EQ(count_ones(polygons_to_mask(a, 20, 20)), 80u);
+  ASSERT_EQ(count_ones(polygons_to_mask(b, 20, 20)), 80u);
+  const cv::Mat1b uni = polygons_to_mask(both, 20, 20);
+  const cv::Mat1b lavt = polygons_to_mask(both, 20, 20, MaskRule::kLavt);
+  EXPECT_EQ(count_ones(uni), 144u);
+  EXPECT_EQ(count_ones(lavt), 128u);
+  EXPECT_EQ(cv::countNonZero(lavt(cv::Rect(8, 6, 4, 4))), 0);  // the overlap
+  EXPECT_EQ(cv::countNonZero(lavt & uni), 128);                  // nothing outside the union
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(lavt, &lo, &hi);
+  EXPECT_EQ(hi, 1.0);  // 0/1, like every mask
+  // The JSON entry point; the default is the union.
+  const json segmentation = both;
+  EXPECT_EQ(cv::norm(annotation_to_mask(segmentation, 20, 20), uni, cv::NORM_INF), 0.0);
+  EXPECT_EQ(cv::norm(annotation_to_mask(segmentation, 20, 20, MaskRule::kUnion), uni,
+                     cv::NORM_INF),
+            0.0);
+  EXPECT_EQ(cv::norm(annotation_to_mask(segmentation, 20, 20, MaskRule::kLavt), lavt,
+                     cv::NORM_INF),
+            0.0);
+}
+
+TEST(CocoMaskRule, LavtKeepsExactlyOneCoverAgainstOurOwnPartMasks) {
+  // A third part inside the overlap of the first two: covered 3 times there (dropped too).
+  const std::vector<std::vector<double>> parts = {
+      {2, 2, 12, 2, 12, 10, 2, 10}, {8, 6, 18, 6, 18, 14, 8, 14}, {10, 8, 14, 8, 14, 12, 10, 12}};
+  cv::Mat1b count(20, 20, std::uint8_t{0});
+  for (const auto& p : parts) count += rle_decode(rle_from_polygon(p, 20, 20));
+  const cv::Mat1b expected = (count == 1) / 255;
+  const cv::Mat1b lavt = polygons_to_mask(parts, 20, 20, MaskRule::kLavt);
+  EXPECT_EQ(count_ones(lavt), 116u);  // 144 covered, 24 twice, 4 three times
+  EXPECT_EQ(cv::norm(lavt, expected, cv::NORM_INF), 0.0);
+  // Disjoint parts: the rules agree.
+  const std::vector<std::vector<double>> apart = {{1, 1, 4, 1, 4, 4, 1, 4},
+                                                  {10, 10, 15, 10, 15, 12, 10, 12}};
+  EXPECT_EQ(cv::norm(polygons_to_mask(apart, 20, 20, MaskRule::kLavt),
+                     polygons_to_mask(apart, 20, 20), cv::NORM_INF),
+            0.0);
+}
+
+TEST(CocoMaskRule, LavtWrapsTheCountAsUint8AndLeavesRlesAlone) {
+  // LAVT casts the sum to uint8 before `== 1`: 257 copies of a part count as 1, 256 as 0.
+  const std::vector<double> square = {1, 1, 3, 1, 3, 3, 1, 3};
+  const cv::Mat1b one = polygons_to_mask({square}, 5, 5);
+  EXPECT_EQ(cv::norm(polygons_to_mask(std::vector<std::vector<double>>(257, square), 5, 5,
+                                      MaskRule::kLavt),
+                     one, cv::NORM_INF),
+            0.0);
+  EXPECT_EQ(count_ones(polygons_to_mask(std::vector<std::vector<double>>(256, square), 5, 5,
+                                        MaskRule::kLavt)),
+            0u);
+  // An RLE segmentation is a single part under both rules.
+  const json rle = {{"counts", {0, 2, 5}}, {"size", {7, 1}}};
+  EXPECT_EQ(cv::norm(annotation_to_mask(rle, 7, 1, MaskRule::kLavt), annotation_to_mask(rle, 7, 1),
+                     cv::NORM_INF),
+            0.0);
+  EXPECT_EQ(count_ones(polygons_to_mask({}, 5, 5, MaskRule::kLavt)), 0u);
+  EXPECT_EQ(parse_mask_rule("union"), MaskRule::kUnion);
+  EXPECT_EQ(parse_mask_rule("lavt"), MaskRule::kLavt);
+  EXPECT_THROW(parse_mask_rule("sum"), ConfigError);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Every real RefCOCO polygon against its annotation (area = shoelace area, bbox = vertex extents).
 
 TEST(CocoMaskRefcoco, MasksAgreeWithAnnotationAreaAndBox) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "test_util.h"
+#include "wico/core/config.h"
 #include "wico/core/error.h"
 #include "wico/data/synthetic.h"
 #include "wico/data/tokenizer.h"
@@ -58,6 +59,42 @@ class LoaderTest : public ::testing::Test {
 test::TempDir* LoaderTest::dir_ = nullptr;
 ReferDataset* LoaderTest::data_ = nullptr;
 Tokenizer* LoaderTest::tokenizer_ = nullptr;
+
+TEST(LoaderOptions, ReadsResizeFilterAndMaskRule) {
+  const LoaderOptions defaults = LoaderOptions::from_config(Config::defaults());
+  EXPECT_EQ(defaults.resize_filter, ResizeFilter::kOpenCv);
+  EXPECT_EQ(defaults.mask_rule, MaskRule::kUnion);
+  const LoaderOptions lavt = LoaderOptions::from_config(
+      Config::defaults({"data.resize_filter=pil", "data.mask_rule=lavt"}));
+  EXPECT_EQ(lavt.resize_filter, ResizeFilter::kPil);
+  EXPECT_EQ(lavt.mask_rule, MaskRule::kLavt);
+  EXPECT_THROW(LoaderOptions::from_config(
+                   Config::defaults({"data.resize_filter=pil", "data.resize=letterbox"})),
+               ConfigError);
+  EXPECT_THROW(Config::defaults({"data.mask_rule=sum"}), ConfigError);
+  EXPECT_THROW(Config::defaults({"data.resize_filter=cubic"}), ConfigError);
+}
+
+TEST_F(LoaderTest, PilFilterAndLavtRuleReachTheBatch) {
+  // Both options travel from LoaderOptions to the batch: the image and target are Pillow's
+  // resizes of the sample the dataset builds with the lavt rule.
+  RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);
+  LoaderOptions o = options(0, false);
+  o.resize_filter = ResizeFilter::kPil;
+  o.mask_rule = MaskRule::kLavt;
+  Loader loader(eval, *tokenizer_, o);
+  loader.start_epoch(0);
+  const auto b = loader.next();
+  ASSERT_TRUE(b);
+  const Sample s = eval.load(0, o.seed, 0, MaskRule::kLavt);
+  EXPECT_EQ(b->info[0].plan.filter, ResizeFilter::kPil);
+  const cv::Mat3b expected = pil_resize_bilinear(s.image, cv::Size(64, 64));
+  EXPECT_TRUE(at::allclose(b->images[0], image_to_tensor(expected, o.norm), 1e-5, 1e-5));
+  const ResizePlan opencv = plan_resize(s.image.cols, s.image.rows, 64, false);
+  EXPECT_GT(cv::norm(resize_image(s.image, opencv, o.norm), expected, cv::NORM_INF), 0.0);
+  const cv::Mat1b target = pil_resize_nearest(s.target, cv::Size(64, 64));
+  EXPECT_TRUE(at::equal(b->targets[0][0], mask_to_tensor(target)));
+}
 
 TEST_F(LoaderTest, EvaluationHasOneSamplePerSentence) {
   RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);

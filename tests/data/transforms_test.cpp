@@ -3,12 +3,32 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "wico/core/error.h"
 
 namespace wico::data {
 namespace {
+
+// Fixtures of scripts/make_pil_resize_fixtures.py: inputs and Pillow 9.4's resizes of them.
+const std::string kPilDir = std::string(WICO_TEST_DATA_DIR) + "/pil_resize/";
+
+cv::Mat read_fixture(const std::string& name, int flags) {
+  const cv::Mat m = cv::imread(kPilDir + name, flags);
+  if (m.empty()) throw std::runtime_error("cannot read test fixture " + kPilDir + name);
+  return m;
+}
+
+std::string pil_name(const std::string& input, cv::Size size) {
+  return input + "_to_" + std::to_string(size.width) + "x" + std::to_string(size.height) + ".png";
+}
 
 TEST(Transforms, LetterboxPlanMatchesCrisAffineMap) {
   // 640 x 480 into 416: scale = min(416/480, 416/640) = 0.65; 416 x 312 centred, 52 px bands.
@@ -74,6 +94,99 @@ TEST(Transforms, MapBackInvertsTheForwardTransform) {
     // Nothing leaks in from the padding.
     EXPECT_EQ(cv::countNonZero(binary(cv::Rect(0, 0, 500, 40))), 0);
   }
+}
+
+TEST(TransformsPil, BilinearMatchesPillowExactly) {
+  double worst = 0;
+  for (const std::string input : {"noise_37x53", "smooth_64x48"}) {
+    // OpenCV reads BGR, PIL wrote RGB: Pillow resamples each channel alone, so they agree.
+    const cv::Mat3b image = read_fixture(input + ".png", cv::IMREAD_COLOR);
+    for (const cv::Size size : {cv::Size(24, 24), cv::Size(96, 96), cv::Size(45, 19)}) {
+      SCOPED_TRACE(pil_name(input, size));
+      const cv::Mat3b expected = read_fixture(pil_name(input, size), cv::IMREAD_COLOR);
+      const cv::Mat out = pil_resize_bilinear(image, size);
+      ASSERT_EQ(out.size(), expected.size());
+      ASSERT_EQ(out.type(), CV_8UC3);
+      const double difference = cv::norm(out, expected, cv::NORM_INF);
+      worst = std::max(worst, difference);
+      EXPECT_EQ(difference, 0.0);
+      // One channel alone (mode "L" in Pillow) gives that channel.
+      cv::Mat channel, expected_channel;
+      cv::extractChannel(image, channel, 1);
+      cv::extractChannel(expected, expected_channel, 1);
+      EXPECT_EQ(cv::norm(pil_resize_bilinear(channel, size), expected_channel, cv::NORM_INF), 0.0);
+      if (size.width == size.height) {  // the loader's entry point, data.resize_filter: pil
+        const ResizePlan p =
+            plan_resize(image.cols, image.rows, size.width, false, ResizeFilter::kPil);
+        EXPECT_EQ(cv::norm(resize_image(image, p, normalization("imagenet")), expected,
+                           cv::NORM_INF),
+                  0.0);
+      }
+    }
+  }
+  std::cout << "pil resize vs Pillow 9.4: max |diff| " << worst << " grey levels\n";
+}
+
+TEST(TransformsPil, NearestMatchesPillowExactly) {
+  const cv::Mat1b mask = read_fixture("mask_50x30.png", cv::IMREAD_GRAYSCALE);
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(mask, &lo, &hi);
+  ASSERT_EQ(hi, 1.0);  // 0/1 values, not a palette or 0/255
+  for (const cv::Size size : {cv::Size(20, 20), cv::Size(96, 96), cv::Size(45, 19)}) {
+    SCOPED_TRACE(pil_name("mask_50x30", size));
+    const cv::Mat1b expected = read_fixture(pil_name("mask_50x30", size), cv::IMREAD_GRAYSCALE);
+    const cv::Mat out = pil_resize_nearest(mask, size);
+    ASSERT_EQ(out.size(), expected.size());
+    ASSERT_EQ(out.type(), CV_8UC1);
+    EXPECT_EQ(cv::countNonZero(out != expected), 0);
+    if (size.width == size.height) {
+      const ResizePlan p = plan_resize(mask.cols, mask.rows, size.width, false, ResizeFilter::kPil);
+      EXPECT_EQ(cv::countNonZero(resize_mask(mask, p) != expected), 0);
+    }
+  }
+}
+
+TEST(TransformsPil, OpenCvDiffersFromPillowOnNoise) {
+  // The reason for data.resize_filter: OpenCV's INTER_LINEAR does not antialias a downscale and
+  // INTER_NEAREST samples floor(x * a) instead of pixel centres.
+  const cv::Mat3b image = read_fixture("noise_37x53.png", cv::IMREAD_COLOR);
+  const cv::Mat3b expected = read_fixture("noise_37x53_to_24x24.png", cv::IMREAD_COLOR);
+  const ResizePlan opencv = plan_resize(image.cols, image.rows, 24, false);
+  EXPECT_EQ(opencv.filter, ResizeFilter::kOpenCv);
+  const double difference =
+      cv::norm(resize_image(image, opencv, normalization("imagenet")), expected, cv::NORM_INF);
+  EXPECT_GT(difference, 3.0);
+  const cv::Mat3b smooth = read_fixture("smooth_64x48.png", cv::IMREAD_COLOR);
+  const cv::Mat3b smooth_expected = read_fixture("smooth_64x48_to_24x24.png", cv::IMREAD_COLOR);
+  const double smooth_difference =
+      cv::norm(resize_image(smooth, plan_resize(64, 48, 24, false), normalization("imagenet")),
+               smooth_expected, cv::NORM_INF);
+  const cv::Mat1b mask = read_fixture("mask_50x30.png", cv::IMREAD_GRAYSCALE);
+  const cv::Mat1b mask_expected = read_fixture("mask_50x30_to_20x20.png", cv::IMREAD_GRAYSCALE);
+  const int mask_pixels = cv::countNonZero(resize_mask(mask, plan_resize(50, 30, 20, false)) !=
+                                           mask_expected);
+  EXPECT_GT(mask_pixels, 0);
+  std::cout << "opencv resize vs Pillow 9.4 (to 24x24): noise max |diff| " << difference
+            << ", smooth max |diff| " << smooth_difference << "; mask to 20x20: " << mask_pixels
+            << " of 400 pixels differ\n";
+}
+
+TEST(TransformsPil, EdgeCasesAndErrors) {
+  const cv::Mat3b image(5, 7, cv::Vec3b(10, 20, 30));
+  // Same size: a copy; one axis only: the other is left alone; a constant stays constant.
+  EXPECT_EQ(cv::norm(pil_resize_bilinear(image, image.size()), image, cv::NORM_INF), 0.0);
+  const cv::Mat wide = pil_resize_bilinear(image, cv::Size(13, 5));
+  ASSERT_EQ(wide.size(), cv::Size(13, 5));
+  EXPECT_EQ(cv::norm(wide, cv::Mat3b(5, 13, cv::Vec3b(10, 20, 30)), cv::NORM_INF), 0.0);
+  const cv::Mat tall = pil_resize_bilinear(image, cv::Size(7, 2));
+  EXPECT_EQ(cv::norm(tall, cv::Mat3b(2, 7, cv::Vec3b(10, 20, 30)), cv::NORM_INF), 0.0);
+  EXPECT_EQ(pil_resize_nearest(image, cv::Size(1, 1)).size(), cv::Size(1, 1));
+  EXPECT_THROW(pil_resize_bilinear(cv::Mat1f(3, 3, 0.5f), cv::Size(2, 2)), Error);
+  EXPECT_THROW(pil_resize_nearest(image, cv::Size(0, 4)), Error);
+  EXPECT_THROW(plan_resize(640, 480, 416, true, ResizeFilter::kPil), ConfigError);
+  EXPECT_EQ(parse_resize_filter("pil"), ResizeFilter::kPil);
+  EXPECT_EQ(parse_resize_filter("opencv"), ResizeFilter::kOpenCv);
+  EXPECT_THROW(parse_resize_filter("PIL"), ConfigError);
 }
 
 }  // namespace

@@ -11,6 +11,15 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using wico::data::PyValue;
+  // The weight readers' mode: globals, calls and persistent ids as inert objects.
+  try {
+    wico::data::PickleOptions options;
+    options.objects = true;
+    const PyValue objects = wico::data::parse_pickle(
+        std::string_view(reinterpret_cast<const char*>(data), size), "fuzz-input", options);
+    (void)objects.repr();
+  } catch (const wico::Error&) {
+  }
   PyValue value;
   try {
     value = wico::data::parse_pickle(

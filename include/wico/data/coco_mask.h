@@ -79,15 +79,24 @@ Rle rle_merge(const std::vector<Rle>& rles, bool intersect = false);
 // run that continues from one column into the next makes the box span the full image height.
 std::array<double, 4> rle_to_bbox(const Rle& rle);
 
-// A ref's mask from its polygon parts: their union (the refer API sums parts; we keep `> 0`).
+// How a mask is built from an annotation's polygon parts (data.mask_rule). kUnion: a pixel any
+// part covers (the refer API's getMask sums the parts; pycocotools' merge; we keep `> 0`).
+// kLavt: a pixel exactly one part covers, as LAVT's dataset keeps `getMask(ref)['mask'] == 1` of
+// the sum (cast to uint8), so overlapping parts cancel. An RLE segmentation is one part.
+enum class MaskRule { kUnion, kLavt };
+// "union" or "lavt"; anything else is a ConfigError.
+MaskRule parse_mask_rule(const std::string& name);
+
+// A ref's mask from its polygon parts (the box rule of rle_from_polygons applies to each part).
 cv::Mat1b polygons_to_mask(const std::vector<std::vector<double>>& polygons, int height,
-                           int width);
+                           int width, MaskRule rule = MaskRule::kUnion);
 
 // A COCO annotation's "segmentation" in any of its three forms: a list of polygons, an
 // uncompressed RLE {"counts": [ints], "size": [h, w]} (crowd annotations), or a compressed RLE
 // {"counts": "string", "size": [h, w]}. An RLE's size must equal (height, width). Throws
 // wico::Error saying what was expected for any other shape.
 Rle annotation_to_rle(const nlohmann::json& segmentation, int height, int width);
-cv::Mat1b annotation_to_mask(const nlohmann::json& segmentation, int height, int width);
+cv::Mat1b annotation_to_mask(const nlohmann::json& segmentation, int height, int width,
+                             MaskRule rule = MaskRule::kUnion);
 
 }  // namespace wico::data

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "wico/data/coco_mask.h"
 #include "wico/data/refer.h"
 
 namespace wico::data {
@@ -27,7 +28,8 @@ struct Sample {
   std::int64_t ref_id = 0, sent_id = 0, image_id = 0, ann_id = 0;
   std::string sentence;  // the raw sentence
   cv::Mat3b image;       // BGR, original resolution
-  cv::Mat1b target;      // 0/1, original resolution: the union of the ref's segmentation parts
+  cv::Mat1b target;      // 0/1, original resolution: the ref's segmentation parts combined by
+                         //   data.mask_rule (union; lavt: pixels exactly one part covers)
   std::vector<Candidate> candidates;  // every annotation of the image
   int target_index = -1;              // the candidate that is the referred object
 };
@@ -45,7 +47,9 @@ class RefDataset {
   std::pair<const Ref*, std::size_t> item(std::size_t index, std::uint64_t seed,
                                           std::int64_t epoch) const;
   // Reads and decodes one sample (JPEG, masks). Throws wico::Error naming the image file.
-  Sample load(std::size_t index, std::uint64_t seed, std::int64_t epoch) const;
+  // `target_rule` builds the target only; candidate masks are always the union of their parts.
+  Sample load(std::size_t index, std::uint64_t seed, std::int64_t epoch,
+              MaskRule target_rule = MaskRule::kUnion) const;
 
   const ReferDataset& data() const { return data_; }
   const std::string& split() const { return split_; }

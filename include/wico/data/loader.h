@@ -62,6 +62,8 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   int input_size = 480;
   bool letterbox = false;
+  ResizeFilter resize_filter = ResizeFilter::kOpenCv;  // data.resize_filter (plain resize)
+  MaskRule mask_rule = MaskRule::kUnion;               // data.mask_rule (the target only)
   Normalization norm = normalization("imagenet");
   bool skip_bad_samples = false;  // data.on_bad_sample: skip
   // Data-parallel sharding (as torch's DistributedSampler): every rank shuffles the same epoch
@@ -71,7 +73,8 @@ struct LoaderOptions {
   int world_size = 1;
   c10::Device device{c10::kCPU};
   // The loader's part of a config: data.batch_size, workers, prefetch, input_size, resize,
-  // normalize, on_bad_sample, run.seed.
+  // resize_filter, mask_rule, normalize, on_bad_sample, run.seed. Throws ConfigError for
+  // resize_filter pil with a letterbox resize.
   static LoaderOptions from_config(const Config& config);
 };
 

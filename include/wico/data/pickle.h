@@ -1,13 +1,19 @@
 // A native reader and writer for Python pickles of plain data (None, bool, int, float, str, bytes,
 // list, tuple, dict, set), so the refer API's `refs(*).p` files load without Python. Protocols 0
-// to 5 are read; `collections.OrderedDict` loads as a dict and sets as lists. Anything else (class
-// instances, persistent ids, out-of-band buffers) is rejected with a wico::Error naming the byte
-// offset, as is corrupt or truncated input.
+// to 5 are read; `collections.OrderedDict` loads as a dict and sets as lists. By default anything
+// else (class instances, persistent ids, out-of-band buffers) is rejected with a wico::Error naming
+// the byte offset, as is corrupt or truncated input.
+//
+// With PickleOptions::objects (for weight files: torch.save, detectron2 .pkl), globals, calls,
+// instances and persistent ids become inert values instead: a global is its qualified name, a
+// call or instance an object holding its class name, arguments and BUILD state, a persistent id
+// its tuple. Nothing is ever executed; the caller interprets the objects it knows (wico/io/).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,7 +26,12 @@ namespace wico::data {
 // built, so copying a PyValue (a dict out of a list of 50k) costs one reference count.
 class PyValue {
  public:
-  enum class Kind { kNone, kBool, kInt, kFloat, kStr, kBytes, kList, kTuple, kDict };
+  enum class Kind {
+    kNone, kBool, kInt, kFloat, kStr, kBytes, kList, kTuple, kDict,
+    kGlobal,       // a class or function named by GLOBAL: class_name() is "module.name"
+    kObject,       // the result of calling a global (REDUCE, NEWOBJ, OBJ, INST) with its state
+    kPersistentId  // BINPERSID / PERSID: persistent_id() is the id value (a tuple for torch)
+  };
   using List = std::vector<PyValue>;
   using Entry = std::pair<PyValue, PyValue>;
   using Dict = std::vector<Entry>;  // insertion order, as Python dicts keep it
@@ -38,6 +49,10 @@ class PyValue {
   // Keys must be hashable (None, bool, int, float, str, bytes or tuples of these); a repeated key
   // keeps its first position and its last value, as in Python.
   static PyValue dict(Dict entries);
+  // The inert values of PickleOptions::objects (for persistent_load hooks and tests).
+  static PyValue global(std::string qualified_name);
+  static PyValue object(std::string class_name, PyValue args, PyValue state);
+  static PyValue persistent(PyValue id);
 
   Kind kind() const { return kind_; }
   static const char* kind_name(Kind kind);
@@ -52,6 +67,9 @@ class PyValue {
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_tuple() const { return kind_ == Kind::kTuple; }
   bool is_dict() const { return kind_ == Kind::kDict; }
+  bool is_global() const { return kind_ == Kind::kGlobal; }
+  bool is_object() const { return kind_ == Kind::kObject; }
+  bool is_persistent_id() const { return kind_ == Kind::kPersistentId; }
 
   // Typed access; a wrong kind throws wico::Error naming the expected and the actual kind.
   bool as_bool() const;
@@ -63,6 +81,13 @@ class PyValue {
   const List& as_tuple() const;
   const List& items() const;  // a list or a tuple
   const Dict& as_dict() const;
+  // A global's or an object's qualified class name ("torch._utils._rebuild_tensor_v2").
+  const std::string& class_name() const;
+  // An object's call arguments (a tuple; empty for OBJ/INST without arguments) and the state
+  // BUILD gave it (None when there was no BUILD).
+  const PyValue& object_args() const;
+  const PyValue& object_state() const;
+  const PyValue& persistent_id() const;
 
   // Elements of a list or tuple, entries of a dict, bytes of a str or bytes.
   std::size_t size() const;
@@ -73,6 +98,10 @@ class PyValue {
   // nullptr when this is not a dict or the key is absent.
   const PyValue* find(const std::string& key) const;
   const PyValue* find(const PyValue& key) const;
+
+  // The shared payload's address: equal for values that are the same Python object (memo
+  // references), nullptr for scalars and None. Lets interpreters of objects cache by identity.
+  const void* identity() const { return node_.get(); }
 
   // Python's repr, cut to about max_chars (ending in "...") for error messages and logs.
   std::string repr(std::size_t max_chars = 200) const;
@@ -99,8 +128,22 @@ class PyValue {
 
 // Parses a whole pickle. `source_name` (a file name) is quoted in error messages with the byte
 // offset of the offending opcode.
-PyValue parse_pickle(std::string_view bytes, const std::string& source_name);
-PyValue load_pickle(const std::filesystem::path& file);
+struct PickleOptions {
+  // Globals, calls, instances and persistent ids become inert kGlobal / kObject / kPersistentId
+  // values (see the top of this file) instead of errors.
+  bool objects = false;
+  // Called for each persistent id when `objects` is set; its result replaces the id on the stack
+  // (as Python's Unpickler.persistent_load). Unset: the id stays a kPersistentId value.
+  std::function<PyValue(const PyValue& id)> persistent_load;
+};
+PyValue parse_pickle(std::string_view bytes, const std::string& source_name,
+                     const PickleOptions& options = {});
+PyValue load_pickle(const std::filesystem::path& file, const PickleOptions& options = {});
+
+// The bytes parse_pickle consumed up to and including STOP (torch's legacy format concatenates
+// pickles and raw data, so the next one starts there).
+std::size_t parse_pickle_prefix(std::string_view bytes, const std::string& source_name,
+                                const PickleOptions& options, PyValue& out);
 
 // Serialises `value` with protocol 2 to 5. Protocol 2 streams use only opcodes Python 2.7 reads
 // too; bytes are then written the way Python 3 does it, as _codecs.encode(latin-1 text, 'latin1').

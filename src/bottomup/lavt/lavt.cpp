@@ -4,13 +4,13 @@
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/dropout.h>
-#include <torch/nn/modules/instancenorm.h>
 #include <torch/nn/modules/linear.h>
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
 #include "wico/core/schema.h"
 #include "wico/data/loader.h"
+#include "wico/io/pretrained.h"
 #include "wico/nn/losses.h"
 
 namespace wico::bottomup {
@@ -30,6 +30,9 @@ LavtOptions LavtOptions::from_config(const Config& c) {
   o.fusion_dropout = c.real("lavt.fusion_dropout");
   o.loss = c.text("lavt.loss");
   o.class_weights = c.reals("lavt.class_weights");
+  o.bert_mode = c.text("lavt.bert_mode");
+  o.swin_pretrained = c.text("lavt.swin_pretrained");
+  o.bert_pretrained = c.text("lavt.bert_pretrained");
   if (static_cast<std::int64_t>(o.fusion_heads.size()) != o.swin.num_stages()) {
     throw ConfigError("lavt.fusion_heads has " + std::to_string(o.fusion_heads.size()) +
                       " entries; the Swin has " + std::to_string(o.swin.num_stages()) + " stages");
@@ -55,12 +58,11 @@ PixelWordAttentionImpl::PixelWordAttentionImpl(std::int64_t visual_dim, std::int
   WICO_CHECK(key_dim % heads == 0 && value_dim % heads == 0, "PWAM: ", heads,
              " heads do not divide ", key_dim);
   f_key_ = register_module("f_key", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(language_dim, key_dim, 1))));
+  // The original's f_query and W end in a parameter-free InstanceNorm1d, applied in forward().
   f_query_ = register_module(
-      "f_query", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(visual_dim, key_dim, 1)),
-                                tnn::InstanceNorm1d(tnn::InstanceNorm1dOptions(key_dim))));
+      "f_query", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(visual_dim, key_dim, 1))));
   f_value_ = register_module("f_value", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(language_dim, value_dim, 1))));
-  W_ = register_module("W", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(value_dim, value_dim, 1)),
-                                           tnn::InstanceNorm1d(tnn::InstanceNorm1dOptions(value_dim))));
+  W_ = register_module("W", tnn::Sequential(tnn::Conv1d(tnn::Conv1dOptions(value_dim, value_dim, 1))));
 }
 
 namespace {
@@ -175,10 +177,40 @@ LavtBackend::LavtBackend(LavtOptions options) : options_(std::move(options)) {
         "res_gate",
         tnn::Sequential(tnn::Linear(tnn::LinearOptions(dim, dim).bias(false)), tnn::ReLU(),
                        tnn::Linear(tnn::LinearOptions(dim, dim).bias(false)), tnn::Tanh())));
+    // The original's backbone _init_weights gives every Linear, these included, a truncated
+    // normal of std 0.02.
+    const torch::NoGradGuard no_grad;
+    for (const std::size_t j : {0, 2}) {
+      auto& weight = res_gate_.back()->ptr<tnn::LinearImpl>(j)->weight;
+      backbones::trunc_normal_(weight, 0.02);
+    }
   }
   decoder_ = register_module(
       "classifier", LavtDecoder(options_.swin.stage_dim(options_.swin.num_stages() - 1)));
   if (options_.bert_train_layers >= 0) bert_->freeze_except_layers(options_.bert_train_layers);
+}
+
+void LavtBackend::train(bool on) {
+  BottomUpBackend::train(on);
+  // The original's train.py never calls bert_model.train(): BERT's dropout stays off.
+  if (on && options_.bert_mode == "eval") bert_->eval();
+}
+
+std::vector<io::ImportReport> LavtBackend::load_pretrained() {
+  std::vector<io::ImportReport> reports;
+  if (!options_.swin_pretrained.empty()) {
+    reports.push_back(io::import_component(
+        *swin_, "lavt.swin_pretrained", options_.swin_pretrained, "swin",
+        "the ImageNet-22k Swin checkpoint LAVT starts from: swin_base_patch4_window12_384_22k.pth "
+        "from https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"));
+  }
+  if (!options_.bert_pretrained.empty()) {
+    reports.push_back(io::import_component(
+        *bert_, "lavt.bert_pretrained", options_.bert_pretrained, "hf_bert",
+        "HuggingFace bert-base-uncased: pytorch_model.bin (or model.safetensors) from "
+        "https://huggingface.co/bert-base-uncased"));
+  }
+  return reports;
 }
 
 std::vector<torch::Tensor> LavtBackend::encode(const torch::Tensor& images,
@@ -244,7 +276,16 @@ void add_lavt_keys(Schema& schema) {
             "ce: the original's weighted 2-class cross-entropy; bce; ce_dice: ce plus soft Dice "
             "(for training from scratch)",
             {"ce", "bce", "ce_dice"})
-      .reals("lavt.class_weights", {0.9, 1.1}, "ce class weights (background, foreground)", 0.0);
+      .reals("lavt.class_weights", {0.9, 1.1}, "ce class weights (background, foreground)", 0.0)
+      .text("lavt.bert_mode", "eval",
+            "BERT's mode while training: eval (the original: dropout off) or train",
+            {"eval", "train"})
+      .text("lavt.swin_pretrained", "",
+            "published Swin weights to start from (official .pth, e.g. "
+            "swin_base_patch4_window12_384_22k.pth); '' = random")
+      .text("lavt.bert_pretrained", "",
+            "published BERT weights to start from (HuggingFace pytorch_model.bin or "
+            "model.safetensors of bert-base-uncased); '' = random");
 }
 
 }  // namespace wico::bottomup

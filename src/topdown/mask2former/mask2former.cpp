@@ -36,6 +36,8 @@ Mask2FormerOptions Mask2FormerOptions::from_config(const Config& c) {
   d.ffn_dim = c.integer("mask2former.decoder_ffn");
   d.num_layers = c.integer("mask2former.decoder_layers");
   d.num_classes = c.integer("top_down.num_classes");
+  o.backbone_pretrained = c.text("mask2former.backbone_pretrained");
+  o.pretrained = c.text("mask2former.pretrained");
   auto& cr = o.criterion;
   cr.num_classes = d.num_classes;
   cr.class_weight = c.real("mask2former.class_weight");
@@ -96,8 +98,34 @@ InstanceCandidates Mask2FormerExtractor::detect(const ExtractorOutput& output, s
   return detect_instances(output.class_logits, output.mask_logits, top_k, size).instances;
 }
 
+std::vector<io::ImportReport> Mask2FormerExtractor::load_pretrained() {
+  std::vector<io::ImportReport> reports;
+  if (!options_.backbone_pretrained.empty()) {
+    reports.push_back(io::import_component(
+        *backbone, "mask2former.backbone_pretrained", options_.backbone_pretrained,
+        "auto:detectron2_resnet|torchvision_resnet",
+        "the ImageNet ResNet Mask2Former starts from: detectron2's R-50.pkl (torchvision-converted: "
+        "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/torchvision/R-50.pkl) or "
+        "torchvision's resnet50-0676ba61.pth"));
+  }
+  if (!options_.pretrained.empty()) {
+    reports.push_back(io::import_component(
+        *this, "mask2former.pretrained", options_.pretrained, "mask2former",
+        "a Mask2Former COCO instance model, e.g. R50 model_final_3c8ec9.pkl from "
+        "https://dl.fbaipublicfiles.com/maskformer/mask2former/coco/instance/"
+        "maskformer2_R50_bs16_50ep/model_final_3c8ec9.pkl"));
+  }
+  return reports;
+}
+
 void add_mask2former_keys(Schema& schema) {
   schema
+      .text("mask2former.backbone_pretrained", "",
+            "published ResNet weights for the trunk (detectron2 R-50.pkl or torchvision .pth); "
+            "'' = random")
+      .text("mask2former.pretrained", "",
+            "a published Mask2Former checkpoint (model_final_*.pkl) for the whole extractor; "
+            "'' = none")
       .text("mask2former.backbone", "resnet50", "ResNet trunk: resnet18, resnet34, resnet50, resnet101")
       .integer("mask2former.backbone_width", 64,
                "channels of the trunk's stem (torchvision: 64; smaller for CPU-sized runs)", 1)

@@ -25,6 +25,7 @@
 #include "wico/backbones/bert.h"
 #include "wico/backbones/swin.h"
 #include "wico/bottomup/backend.h"
+#include "wico/io/pretrained.h"
 #include "wico/nn/batch_norm.h"
 
 namespace wico {
@@ -41,6 +42,8 @@ struct LavtOptions {
   double fusion_dropout = 0.0;
   std::string loss = "ce";                   // ce (the original), bce or ce_dice
   std::vector<double> class_weights = {0.9, 1.1};  // ce: background, foreground
+  std::string bert_mode = "eval";  // BERT's mode while training (the original: eval)
+  std::string swin_pretrained, bert_pretrained;  // published weights ('' = none)
   static LavtOptions from_config(const Config& config);
 };
 
@@ -94,9 +97,12 @@ TORCH_MODULE(LavtDecoder);
 // The lavt.* configuration keys (listed in src/bottomup/backends.cpp).
 void add_lavt_keys(Schema& schema);
 
-class LavtBackend : public BottomUpBackend {
+class LavtBackend : public BottomUpBackend, public io::PretrainedWeights {
  public:
   explicit LavtBackend(LavtOptions options);
+  // Keeps BERT in evaluation mode when lavt.bert_mode is eval.
+  void train(bool on = true) override;
+  std::vector<io::ImportReport> load_pretrained() override;
   BottomUpOutput forward(const data::Batch& batch) override;
   at::Tensor decode(const at::Tensor& pixel_embeddings) override;
   at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets) override;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "wico/backbones/resnet.h"
+#include "wico/io/pretrained.h"
 #include "wico/topdown/instances.h"
 #include "wico/topdown/mask2former/criterion.h"
 #include "wico/topdown/mask2former/pixel_decoder.h"
@@ -28,15 +29,19 @@ struct Mask2FormerOptions {
   PixelDecoderOptions pixel_decoder;
   TransformerDecoderOptions decoder;
   CriterionOptions criterion;
+  // Published weights ('' = none): the trunk alone (torchvision .pth or detectron2 .pkl), or the
+  // whole extractor from the Mask2Former model zoo (model_final_*.pkl).
+  std::string backbone_pretrained, pretrained;
 
   // mask2former.* and top_down.num_classes.
   static Mask2FormerOptions from_config(const Config& config);
   void validate() const;
 };
 
-class Mask2FormerExtractor : public InstanceExtractor {
+class Mask2FormerExtractor : public InstanceExtractor, public io::PretrainedWeights {
  public:
   explicit Mask2FormerExtractor(Mask2FormerOptions options);
+  std::vector<io::ImportReport> load_pretrained() override;
   ExtractorOutput forward(const at::Tensor& images) override;
   std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
                                          const InstanceCandidates& targets) override;

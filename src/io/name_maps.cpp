@@ -1,0 +1,237 @@
+// Every original's name map, declared once (worked examples in docs/weights.md; the names and
+// shapes come from shared/specs/weights.md section 6).
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "wico/core/error.h"
+#include "wico/io/name_map.h"
+
+namespace wico::io {
+
+NameRule::NameRule(std::string p, std::string r)
+    : pattern(std::move(p)), replacement(std::move(r)), regex(pattern, std::regex::ECMAScript) {}
+
+at::Tensor resize_relative_position_table(const at::Tensor& table, std::int64_t target_rows) {
+  const auto side = static_cast<std::int64_t>(std::lround(std::sqrt(double(table.size(0)))));
+  const auto target_side = static_cast<std::int64_t>(std::lround(std::sqrt(double(target_rows))));
+  WICO_CHECK(side * side == table.size(0) && target_side * target_side == target_rows,
+             "relative position tables must have a square number of rows");
+  const std::int64_t heads = table.size(1);
+  const at::Tensor image = table.to(at::kFloat).permute({1, 0}).reshape({1, heads, side, side});
+  const at::Tensor resized =
+      at::upsample_bicubic2d(image, {target_side, target_side}, /*align_corners=*/false);
+  return resized.reshape({heads, target_rows}).permute({1, 0}).contiguous().to(table.scalar_type());
+}
+
+namespace {
+
+// Swin's relative position bias tables of another window, resized; every other shape must match.
+std::optional<at::Tensor> adapt_swin(const std::string& name, const at::Tensor& file,
+                                     const at::Tensor& model) {
+  const std::string suffix = "relative_position_bias_table";
+  if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
+      file.dim() != 2 || model.dim() != 2 || file.size(1) != model.size(1)) {
+    return std::nullopt;
+  }
+  return resize_relative_position_table(file, model.size(0));
+}
+
+// A regex matching `literal` exactly.
+std::string out_pattern(const std::string& literal) {
+  std::string out;
+  for (const char c : literal) {
+    if (std::string("\\^$.|?*+()[]{}").find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void drop(NameMap& m, const std::string& pattern, const std::string& reason) {
+  m.drops.emplace_back(pattern);
+  m.drop_reasons.push_back(reason);
+}
+
+// detectron2's ResNet names (stem, res2..res5, convN.norm, shortcut) -> torchvision's (ours),
+// under `prefix` (empty, or "backbone\\." inside a Mask2Former file).
+void add_detectron2_resnet_renames(NameMap& m, const std::string& prefix, const std::string& out) {
+  m.renames.emplace_back("^" + prefix + "stem\\.conv1\\.norm\\.", out + "bn1.");
+  m.renames.emplace_back("^" + prefix + "stem\\.conv1\\.", out + "conv1.");
+  for (int stage = 2; stage <= 5; ++stage) {
+    m.renames.emplace_back("^" + prefix + "res" + std::to_string(stage) + "\\.(\\d+)\\.",
+                           out + "layer" + std::to_string(stage - 1) + ".$1.");
+  }
+  const std::string layer = "^(" + out_pattern(out) + "layer\\d\\.\\d+)";
+  m.renames.emplace_back(layer + "\\.shortcut\\.norm\\.", "$1.downsample.1.");
+  m.renames.emplace_back(layer + "\\.shortcut\\.", "$1.downsample.0.");
+  m.renames.emplace_back(layer + "\\.conv([123])\\.norm\\.", "$1.bn$2.");
+}
+
+
+std::vector<NameMap> builtin_maps() {
+  std::vector<NameMap> maps;
+  const std::vector<std::string> timm_sections = {"state_dict_ema.", "model_ema.", "state_dict.",
+                                                  "model.", ""};
+  {
+    NameMap m;
+    m.name = "torchvision_resnet";
+    m.description = "torchvision ResNet-50/101 (resnet50-*.pth) -> our ResNet trunk";
+    m.sections = timm_sections;
+    m.strip_common = {"module."};
+    drop(m, "^fc\\.", "the ImageNet classifier");
+    m.ignored_unexpected.emplace_back("num_batches_tracked$");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "detectron2_resnet";
+    m.description = "detectron2 ResNet (R-50.pkl converted from torchvision, stem/res2..res5) -> our "
+                    "ResNet trunk";
+    m.sections = {"model.", ""};
+    m.strip_common = {"module.", "backbone."};
+    add_detectron2_resnet_renames(m, "", "");
+    drop(m, "^stem\\.fc\\.", "torchvision's classifier, renamed by detectron2's converter");
+    drop(m, "^(sem_seg_head|criterion|pixel_mean|pixel_std)", "not part of the backbone");
+    m.ignored_unexpected.emplace_back("num_batches_tracked$");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "msra_resnet";
+    m.description = "MSRA Caffe2 ResNet (detectron2's R-50.pkl, blobs like res2_0_branch2a_w) -> our "
+                    "ResNet trunk (BGR input, std 1)";
+    m.sections = {"blobs.", ""};
+    drop(m, "_momentum$", "Caffe2 solver state");
+    drop(m, "^(fc1000|pred)_", "the ImageNet classifier");
+    m.renames.emplace_back("^conv1_w$", "conv1.weight");
+    m.renames.emplace_back("^res_conv1_bn_s$", "bn1.weight");
+    m.renames.emplace_back("^res_conv1_bn_b$", "bn1.bias");
+    for (int stage = 2; stage <= 5; ++stage) {
+      m.renames.emplace_back("^res" + std::to_string(stage) + "_(\\d+)_",
+                             "layer" + std::to_string(stage - 1) + ".$1.");
+    }
+    m.renames.emplace_back("\\.branch1_w$", ".downsample.0.weight");
+    m.renames.emplace_back("\\.branch1_bn_s$", ".downsample.1.weight");
+    m.renames.emplace_back("\\.branch1_bn_b$", ".downsample.1.bias");
+    const char* branches[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; ++i) {
+      const std::string n = std::to_string(i + 1);
+      m.renames.emplace_back(std::string("\\.branch2") + branches[i] + "_w$", ".conv" + n + ".weight");
+      m.renames.emplace_back(std::string("\\.branch2") + branches[i] + "_bn_s$", ".bn" + n + ".weight");
+      m.renames.emplace_back(std::string("\\.branch2") + branches[i] + "_bn_b$", ".bn" + n + ".bias");
+    }
+    // MSRA batch norm is scale and bias only: a frozen BN with mean 0 and variance 1.
+    m.expected_missing.emplace_back("running_(mean|var)$");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "swin";
+    m.description = "official Swin (swin_base_patch4_window12_384_22k.pth, key 'model') -> our Swin";
+    m.sections = timm_sections;
+    m.strip_common = {"module.", "backbone.", "encoder."};
+    drop(m, "^head\\.", "the classifier");
+    drop(m, "attn_mask$", "sized by the training resolution; rebuilt per input");
+    drop(m, "relative_position_index$", "recomputed from the window");
+    drop(m, "^norm\\.", "the classifier's final norm; the segmentation backbone has norm0..norm3");
+    m.expected_missing.emplace_back("relative_position_index$");
+    m.expected_missing.emplace_back("^norm[0-9]+\\.");
+    m.adapt = adapt_swin;
+    m.adapt_description = "relative position bias tables resized bicubically to the window";
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "torchvision_swin";
+    m.description = "torchvision Swin (swin_t/s/b, features.*) -> our Swin";
+    m.sections = timm_sections;
+    m.strip_common = {"module."};
+    m.renames.emplace_back("^features\\.0\\.0\\.", "patch_embed.proj.");
+    m.renames.emplace_back("^features\\.0\\.2\\.", "patch_embed.norm.");
+    for (int stage = 0; stage < 4; ++stage) {
+      m.renames.emplace_back("^features\\." + std::to_string(2 * stage + 1) + "\\.(\\d+)\\.",
+                             "layers." + std::to_string(stage) + ".blocks.$1.");
+      if (stage < 3) {
+        m.renames.emplace_back("^features\\." + std::to_string(2 * stage + 2) + "\\.",
+                               "layers." + std::to_string(stage) + ".downsample.");
+      }
+    }
+    m.renames.emplace_back("\\.mlp\\.0\\.", ".mlp.fc1.");
+    m.renames.emplace_back("\\.mlp\\.3\\.", ".mlp.fc2.");
+    drop(m, "^head\\.", "the classifier");
+    drop(m, "relative_position_index$", "recomputed from the window (torchvision flattens it)");
+    drop(m, "^norm\\.", "the classifier's final norm; the segmentation backbone has norm0..norm3");
+    m.expected_missing.emplace_back("relative_position_index$");
+    m.expected_missing.emplace_back("^norm[0-9]+\\.");
+    m.adapt = adapt_swin;
+    m.adapt_description = "relative position bias tables resized bicubically to the window";
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "hf_bert";
+    m.description = "HuggingFace BERT (bert-base-uncased pytorch_model.bin or model.safetensors) -> "
+                    "our BERT";
+    m.sections = {""};
+    m.strip_common = {"module."};
+    m.renames.emplace_back("^bert\\.", "");
+    m.renames.emplace_back("LayerNorm\\.gamma$", "LayerNorm.weight");
+    m.renames.emplace_back("LayerNorm\\.beta$", "LayerNorm.bias");
+    drop(m, "^cls\\.", "the pre-training heads");
+    drop(m, "position_ids$", "a constant buffer of newer files");
+    m.ignored_unexpected.emplace_back("^pooler\\.");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "lavt_ris";
+    m.description = "LAVT-RIS released checkpoint (refcoco.pth: 'model' + 'bert_model', or lavt_one) "
+                    "-> our bottom_up LAVT model";
+    m.sections = {""};
+    m.renames.emplace_back("^model\\.", "backend.");
+    m.renames.emplace_back("^bert_model\\.", "backend.text_encoder.");
+    drop(m, "^(optimizer|lr_scheduler|args|epoch)(\\.|$)", "training state");
+    m.ignored_unexpected.emplace_back("^backend\\.text_encoder\\.pooler\\.");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "mask2former";
+    m.description = "Mask2Former model zoo (model_final_*.pkl: backbone.*, sem_seg_head.*) -> our "
+                    "Mask2Former extractor";
+    m.sections = {"model.", ""};
+    m.renames.emplace_back("^sem_seg_head\\.", "");
+    add_detectron2_resnet_renames(m, "backbone\\.", "backbone.");
+    drop(m, "^(pixel_mean|pixel_std)$", "normalisation constants, set by the config");
+    m.ignored_unexpected.emplace_back("^criterion\\.");
+    m.ignored_unexpected.emplace_back("num_batches_tracked$");
+    m.ignored_unexpected.emplace_back("^backbone\\.stem\\.fc\\.");
+    maps.push_back(std::move(m));
+  }
+  return maps;
+}
+
+const std::vector<NameMap>& maps() {
+  static const std::vector<NameMap> all = builtin_maps();
+  return all;
+}
+
+}  // namespace
+
+const NameMap& name_map(const std::string& name) {
+  for (const NameMap& m : maps()) {
+    if (m.name == name) return m;
+  }
+  std::string known;
+  for (const NameMap& m : maps()) known += (known.empty() ? "" : ", ") + m.name;
+  throw ConfigError(detail::concat("unknown weight name map '", name, "' (known: ", known, ")"));
+}
+
+std::vector<std::string> name_map_names() {
+  std::vector<std::string> out;
+  for (const NameMap& m : maps()) out.push_back(m.name);
+  return out;
+}
+
+}  // namespace wico::io

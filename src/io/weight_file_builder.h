@@ -1,0 +1,23 @@
+// Private to src/io/: how the readers fill a WeightFile.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "wico/io/weights.h"
+
+namespace wico::io {
+
+struct WeightFileBuilder {
+  // False (and nothing added) when the name is already there.
+  static bool add_tensor(WeightFile& file, const std::string& name, const at::Tensor& tensor) {
+    if (!file.index_.emplace(name, file.tensors.size()).second) return false;
+    file.tensors.emplace_back(name, tensor);
+    return true;
+  }
+};
+
+// True when `bytes` start with the magic number of a legacy torch.save stream.
+bool is_legacy_torch_stream(std::string_view bytes);
+
+}  // namespace wico::io
