@@ -39,7 +39,11 @@ std::filesystem::path TempDir::write(const std::string& relative, const std::str
 CommandResult run_wico(const std::string& arguments, const std::filesystem::path& working_dir) {
   std::string command;
   if (!working_dir.empty()) command = "cd '" + working_dir.string() + "' && ";
-  command += std::string("'") + WICO_TOOL_PATH + "' " + arguments + " 2>&1";
+  return run_command(command + "'" + WICO_TOOL_PATH + "' " + arguments);
+}
+
+CommandResult run_command(const std::string& shell_command) {
+  const std::string command = shell_command + " 2>&1";
   CommandResult result;
   std::FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) throw std::runtime_error("cannot run " + command);

@@ -28,6 +28,8 @@ struct CommandResult {
 
 // Runs the built `wico` tool with `arguments` (a shell-quoted string) in `working_dir`.
 CommandResult run_wico(const std::string& arguments, const std::filesystem::path& working_dir = {});
+// Runs a shell command (stdout and stderr together).
+CommandResult run_command(const std::string& shell_command);
 
 std::string read_file(const std::filesystem::path& path);
 

@@ -21,10 +21,22 @@ LavtOptions LavtOptions::from_config(const Config& c) {
   LavtOptions o;
   o.swin = backbones::SwinOptions::preset(c.text("lavt.swin"), c.integer("lavt.window"));
   o.swin.drop_path_rate = c.real("lavt.drop_path");
+  // Sizes other than the presets' (e.g. a published or fixture checkpoint's): 0 / [] keep them.
+  if (c.integer("lavt.swin_embed_dim") > 0) o.swin.embed_dim = c.integer("lavt.swin_embed_dim");
+  if (!c.integers("lavt.swin_depths").empty()) o.swin.depths = c.integers("lavt.swin_depths");
+  if (!c.integers("lavt.swin_heads").empty()) o.swin.num_heads = c.integers("lavt.swin_heads");
+  if (c.real("lavt.swin_mlp_ratio") > 0) o.swin.mlp_ratio = c.real("lavt.swin_mlp_ratio");
   o.bert = backbones::BertOptions::preset(c.text("lavt.bert"));
   o.bert.with_pooler = false;
+  if (c.integer("lavt.bert_hidden") > 0) o.bert.hidden_size = c.integer("lavt.bert_hidden");
+  if (c.integer("lavt.bert_layers") > 0) o.bert.num_layers = c.integer("lavt.bert_layers");
+  if (c.integer("lavt.bert_heads") > 0) o.bert.num_heads = c.integer("lavt.bert_heads");
+  if (c.integer("lavt.bert_intermediate") > 0) {
+    o.bert.intermediate_size = c.integer("lavt.bert_intermediate");
+  }
+  if (c.integer("lavt.bert_positions") > 0) o.bert.max_positions = c.integer("lavt.bert_positions");
   // Word ids come from bert-base-uncased's WordPiece vocabulary whatever the encoder's size.
-  o.bert.vocab_size = 30522;
+  o.bert.vocab_size = c.integer("lavt.bert_vocab");
   o.bert_train_layers = c.integer("lavt.bert_train_layers");
   o.fusion_heads = c.integers("lavt.fusion_heads");
   o.fusion_dropout = c.real("lavt.fusion_dropout");
@@ -277,6 +289,18 @@ void add_lavt_keys(Schema& schema) {
             "(for training from scratch)",
             {"ce", "bce", "ce_dice"})
       .reals("lavt.class_weights", {0.9, 1.1}, "ce class weights (background, foreground)", 0.0)
+      .integer("lavt.swin_embed_dim", 0, "Swin width other than the preset's (0: the preset's)", 0)
+      .integers("lavt.swin_depths", {}, "Swin blocks per stage other than the preset's ([]: the preset's)", 1)
+      .integers("lavt.swin_heads", {}, "Swin heads per stage other than the preset's ([]: the preset's)", 1)
+      .real("lavt.swin_mlp_ratio", 0.0, "Swin MLP ratio other than the preset's (0: the preset's)", 0.0)
+      .integer("lavt.bert_hidden", 0, "BERT width other than the preset's (0: the preset's)", 0)
+      .integer("lavt.bert_layers", 0, "BERT layers other than the preset's (0: the preset's)", 0)
+      .integer("lavt.bert_heads", 0, "BERT heads other than the preset's (0: the preset's)", 0)
+      .integer("lavt.bert_intermediate", 0, "BERT feed-forward width other than the preset's (0: the preset's)", 0)
+      .integer("lavt.bert_positions", 0, "BERT positions other than the preset's (0: the preset's)", 0)
+      .integer("lavt.bert_vocab", 30522,
+               "BERT vocabulary size (30522: bert-base-uncased's WordPiece, what text.tokenizer "
+               "wordpiece gives)", 1)
       .text("lavt.bert_mode", "eval",
             "BERT's mode while training: eval (the original: dropout off) or train",
             {"eval", "train"})
