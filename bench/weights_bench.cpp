@@ -75,12 +75,15 @@ def st_write(path, ts):
             f.write(b)
 st_write(os.path.join(DIR, 'bert.safetensors'), bert)
 del swin, bert
-probe = ("import resource, sys, time, torch\n"
+# VmHWM, not getrusage: Linux carries ru_maxrss of the forking parent across exec.
+hwm = ("def hwm():\n"
+       "    for line in open('/proc/self/status'):\n"
+       "        if line.startswith('VmHWM:'): return float(line.split()[1]) / 1024.0\n")
+probe = ("import sys, time, torch\n" + hwm +
          "torch.set_num_threads(%d)\n"
          "t = time.perf_counter(); d = torch.load(sys.argv[1], map_location='cpu'); s = time.perf_counter() - t\n"
-         "print(s, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)\n")
-base = ("import resource, torch\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)\n")
+         "print(s, hwm())\n")
+base = "import torch\n" + hwm + "print(hwm())\n"
 idle = float(subprocess.run([sys.executable, '-c', base], capture_output=True, text=True,
                             check=True).stdout)
 result = {'interpreter_mb': idle}

@@ -81,15 +81,15 @@ at::Tensor byte_swapped(const at::Tensor& t, std::size_t element_size) {
   return bytes.flip({1}).contiguous().view(t.scalar_type()).reshape(t.sizes());
 }
 
-// A 1-D tensor over `count` elements at `data`, kept alive by `keeper`; copied when the address
-// is not aligned to the element size.
+// A 1-D tensor over `count` elements at `data`, kept alive by `keeper`. Legacy files and
+// pickled arrays place elements at any byte offset: such views stay unaligned (ATen's CPU
+// kernels load with unaligned vector loads), so that the import's copy into the model is the
+// only copy.
 at::Tensor view_bytes(const char* data, std::int64_t count, ElementType type,
                       std::function<void(void*)> keeper) {
   if (count == 0) return at::empty({0}, at::TensorOptions().dtype(type.dtype));
-  at::Tensor t = at::from_blob(const_cast<char*>(data), {count}, std::move(keeper),
-                               at::TensorOptions().dtype(type.dtype));
-  if (reinterpret_cast<std::uintptr_t>(data) % type.size != 0) t = t.clone();
-  return t;
+  return at::from_blob(const_cast<char*>(data), {count}, std::move(keeper),
+                       at::TensorOptions().dtype(type.dtype));
 }
 
 std::int64_t checked_product(const std::vector<std::int64_t>& sizes, const char* what) {
