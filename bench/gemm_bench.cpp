@@ -1,6 +1,7 @@
 // `wico bench gemm`: the float32 GEMM rate of this machine through our LibTorch, at one thread
 // and at the configured thread count, beside Debian's python3-torch on the same sizes in the same
-// run. Later benchmarks use this rate as the machine's peak for FLOP utilisation.
+// run, and the same product through oneDNN (linear, 1x1 convolution). Later benchmarks use the
+// best of them as the machine's peak for FLOP utilisation.
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -66,22 +67,34 @@ nlohmann::json bench_gemm(const BenchContext& ctx) {
   const auto reference = run_python_reference(ctx.python, script);
 
   nlohmann::json result = {{"benchmark", "gemm"}, {"dtype", "float32"}, {"rows", nlohmann::json::array()}};
-  std::cout << fmt::format("{:>6} {:>8} {:>16} {:>18} {:>8}\n", "n", "threads",
-                           "wico GFLOP/s", "python GFLOP/s", "ratio");
+  std::cout << fmt::format("{:>6} {:>8} {:>16} {:>18} {:>8} {:>16} {:>16}\n", "n", "threads",
+                           "wico GFLOP/s", "python GFLOP/s", "ratio", "oneDNN linear",
+                           "oneDNN conv1x1");
   for (auto n : sizes) {
     for (int t : threads) {
       const double ours = gemm_gflops(n, t, ctx);
       double theirs = 0.0;
       const std::string key = std::to_string(n) + "x" + std::to_string(t);
       if (!reference.is_null()) theirs = reference["gflops"].value(key, 0.0);
-      std::cout << fmt::format("{:>6} {:>8} {:>16.1f} {:>18} {:>8}\n", n, t, ours,
-                               theirs > 0 ? fmt::format("{:.1f}", theirs) : "-",
-                               theirs > 0 ? fmt::format("{:.2f}x", ours / theirs) : "-");
+      at::set_num_threads(t);
+      const GemmRates onednn = gemm_rates(n);
+      std::cout << fmt::format("{:>6} {:>8} {:>16.1f} {:>18} {:>8} {:>16.1f} {:>16.1f}\n", n, t,
+                               ours, theirs > 0 ? fmt::format("{:.1f}", theirs) : "-",
+                               theirs > 0 ? fmt::format("{:.2f}x", ours / theirs) : "-",
+                               onednn.onednn_linear, onednn.onednn_conv1x1);
       result["rows"].push_back({{"n", n}, {"threads", t}, {"wico_gflops", ours},
-                                {"python_gflops", theirs > 0 ? nlohmann::json(theirs) : nullptr}});
+                                {"python_gflops", theirs > 0 ? nlohmann::json(theirs) : nullptr},
+                                {"onednn_linear_gflops", onednn.onednn_linear},
+                                {"onednn_conv1x1_gflops", onednn.onednn_conv1x1}});
     }
   }
   at::set_num_threads(ctx.runtime.threads);
+  const GemmRates peak = gemm_rates(2048);
+  std::cout << fmt::format("peak at {} threads: {:.1f} GFLOP/s through {} (what the model "
+                           "benchmarks' utilisation is measured against)\n",
+                           ctx.runtime.threads, peak.best(), peak.best_name());
+  result["peak_gflops"] = peak.best();
+  result["peak_backend"] = peak.best_name();
   if (!reference.is_null()) result["python_torch"] = reference["torch"];
   return result;
 }

@@ -1,6 +1,10 @@
 // `wico bench lavt`: the paper-size LAVT forward (Swin-B/12 + PWAM + BERT-base + decoder) at
 // 480x480, batch 1, inference mode: median time, the process's peak resident memory, and the FLOP
 // rate of its matrix products and convolutions against the GEMM rate measured in the same run.
+// With --against CHECKOUT: the original's own model (LAVT-RIS, bench/lavt_against.py) and ours
+// with the same weights (read from the file the original wrote, through the lavt_ris map) on the
+// same input and thread count, back to back: forward and one training step, and how far apart
+// the outputs are.
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
@@ -11,7 +15,11 @@
 #include "wico/backbones/swin.h"
 #include "wico/bottomup/lavt/lavt.h"
 #include "wico/core/benchmark.h"
+#include "wico/core/error.h"
+#include "wico/core/stopwatch.h"
 #include "wico/data/loader.h"
+#include "wico/io/import.h"
+#include "wico/io/weights.h"
 
 namespace wico {
 
@@ -45,9 +53,87 @@ double lavt_extra_flops(const bottomup::LavtOptions& o, std::int64_t size, std::
   return flops;
 }
 
+struct Holder : torch::nn::Module {  // our LAVT as the bottom_up model holds it
+  explicit Holder(bottomup::LavtOptions options)
+      : backend(register_module("backend", std::make_shared<bottomup::LavtBackend>(options))) {}
+  std::shared_ptr<bottomup::LavtBackend> backend;
+};
+
+nlohmann::json bench_lavt_against(const BenchContext& ctx, std::int64_t size) {
+  const int threads = ctx.runtime.threads;
+  const ScratchDir scratch("lavt_against");
+  std::filesystem::create_directories(scratch.path());
+  const std::filesystem::path script = std::filesystem::path(WICO_BENCH_DIR) / "lavt_against.py";
+  if (!std::filesystem::exists(std::filesystem::path(ctx.against) / "lib" / "backbone.py")) {
+    throw ConfigError("--against '" + ctx.against + "' is not a LAVT-RIS checkout (no lib/backbone.py)");
+  }
+  std::cout << "running LAVT-RIS's model from " << ctx.against << " (" << threads
+            << " threads)...\n";
+  const std::string run = fmt::format(
+      "import runpy, sys\nsys.argv = [{0}, {1}, {2}, '{3}', '{4}', '{5}', '{6}']\n"
+      "runpy.run_path({0}, run_name='__main__')\n",
+      nlohmann::json(script.string()).dump(), nlohmann::json(ctx.against).dump(),
+      nlohmann::json(scratch.path().string()).dump(), threads, ctx.repeats, ctx.warmup, size);
+  const nlohmann::json original = run_python_reference(ctx.python, run);
+  if (original.is_null()) return {{"against", nullptr}};
+
+  at::set_num_threads(threads);
+  Holder ours{bottomup::LavtOptions{}};  // paper size: Swin-B/12, BERT-base
+  const io::WeightFile weights = io::read_weights(scratch.path() / "weights.pth");
+  io::import_weights(ours, weights, io::name_map("lavt_ris"), io::ImportMode::kStrict);
+  const io::WeightFile io_file = io::read_weights(scratch.path() / "io.pth");
+  data::Batch batch;
+  batch.images = io_file.find("image")->clone();
+  batch.token_ids = io_file.find("ids")->clone();
+  batch.attention_mask = io_file.find("mask")->clone();
+  const at::Tensor target = io_file.find("target")->unsqueeze(1).to(at::kFloat);
+  const at::Tensor& two = *io_file.find("output");
+  const at::Tensor expected = two.narrow(1, 1, 1) - two.narrow(1, 0, 1);
+
+  ours.eval();
+  double difference = 0, scale = 0;
+  double forward_s = 0;
+  {
+    c10::InferenceMode guard;
+    auto forward = [&] {
+      const auto out = ours.backend->forward(batch);
+      return at::upsample_bilinear2d(out.logits, {size, size}, /*align_corners=*/true);
+    };
+    difference = (forward() - expected).abs().max().item<double>();
+    scale = expected.abs().max().item<double>();
+    forward_s = median_seconds([&] { forward(); }, ctx.repeats, ctx.warmup);
+  }
+  ours.train();
+  const double train_s = median_seconds(
+      [&] {
+        ours.zero_grad();
+        const auto out = ours.backend->forward(batch);
+        const auto logits = at::upsample_bilinear2d(out.logits, {size, size}, true);
+        ours.backend->loss(logits, target).backward();
+      },
+      std::max(1, ctx.repeats / 2), 1);
+  const double their_forward = original["forward_s"].get<double>();
+  const double their_train = original["train_step_s"].get<double>();
+  std::cout << fmt::format(
+      "LAVT paper size (Swin-B/12 + BERT-base), {}x{}, batch 1, 20 words, {} threads; the "
+      "original's weights in both\n"
+      "                     LAVT-RIS (python3-torch {})   ours      original / ours\n"
+      "  forward            {:10.3f} s                  {:8.3f} s   {:6.2f}x\n"
+      "  training step      {:10.3f} s                  {:8.3f} s   {:6.2f}x\n"
+      "  max |logit difference| {:.2e} of max |logit| {:.2f} (foreground l1 - l0 at the input "
+      "size, eval mode)\n",
+      size, size, threads, original["torch"].get<std::string>(), their_forward, forward_s,
+      their_forward / forward_s, their_train, train_s, their_train / train_s, difference, scale);
+  return {{"size", size}, {"threads", threads},
+          {"original", original}, {"forward_s", forward_s}, {"train_step_s", train_s},
+          {"forward_speedup", their_forward / forward_s}, {"train_step_speedup", their_train / train_s},
+          {"max_abs_logit_difference", difference}, {"max_abs_logit", scale}};
+}
+
 }  // namespace
 
 nlohmann::json bench_lavt(const BenchContext& ctx) {
+  if (!ctx.against.empty()) return bench_lavt_against(ctx, ctx.quick ? 224 : 480);
   const std::int64_t size = ctx.quick ? 224 : 480;
   const std::int64_t words = 20;
   const int threads = ctx.runtime.threads;

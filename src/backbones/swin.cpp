@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
@@ -336,8 +337,10 @@ SwinBlockImpl::SwinBlockImpl(std::int64_t dim, std::int64_t num_heads, std::int6
 WindowIndex SwinBlockImpl::index_for(std::int64_t batch, std::int64_t height, std::int64_t width,
                                      const torch::Device& device) {
   std::lock_guard<std::mutex> lock(index_mutex_);
+  // As the shift mask: an index made under InferenceMode cannot be saved by autograd.
   if (!index_.gather.defined() || index_.batch != batch || index_.height != height ||
-      index_.width != width || index_.gather.device() != device) {
+      index_.width != width || index_.gather.device() != device ||
+      index_.gather.is_inference() != c10::InferenceMode::is_enabled()) {
     index_ = window_index(batch, height, width, window, shift, device);
   }
   return index_;
@@ -441,8 +444,11 @@ torch::Tensor SwinStageImpl::attention_mask(std::int64_t height, std::int64_t wi
   std::lock_guard<std::mutex> lock(mask_mutex_);
   const auto hp = (height + window - 1) / window * window;
   const auto wp = (width + window - 1) / window * window;
+  // A mask made under InferenceMode (evaluation) is an inference tensor, which autograd cannot
+  // save: training after an evaluation at the same size needs a fresh one.
+  const bool inference = c10::InferenceMode::is_enabled();
   if (!mask_.defined() || mask_hp_ != hp || mask_wp_ != wp || mask_.device() != options.device() ||
-      mask_.dtype() != options.dtype()) {
+      mask_.dtype() != options.dtype() || mask_.is_inference() != inference) {
     mask_ = shifted_window_mask(hp, wp, window, shift, options);
     mask_hp_ = hp;
     mask_wp_ = wp;

@@ -90,13 +90,32 @@ nlohmann::json run_python_reference(const std::string& python, const std::string
   }
 }
 
-double gemm_gflops(std::int64_t n) {
+double GemmRates::best() const { return std::max({blas, onednn_linear, onednn_conv1x1}); }
+
+std::string GemmRates::best_name() const {
+  if (best() == blas) return "BLAS mm";
+  return best() == onednn_linear ? "oneDNN linear" : "oneDNN 1x1 convolution";
+}
+
+GemmRates gemm_rates(std::int64_t n) {
   c10::InferenceMode guard;
+  const double flop = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
+  GemmRates rates;
   const auto a = at::randn({n, n}), b = at::randn({n, n});
   auto c = at::empty({n, n});
-  const double s = median_seconds([&] { at::mm_out(c, a, b); }, 3, 1);
-  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / s / 1e9;
+  rates.blas = flop / median_seconds([&] { at::mm_out(c, a, b); }, 3, 1) / 1e9;
+  if (at::hasMKLDNN()) {
+    // The operands already in oneDNN's layout, as a model that kept them there would have them.
+    const auto x = a.to_mkldnn(), w = b.to_mkldnn();
+    rates.onednn_linear = flop / median_seconds([&] { at::mkldnn_linear(x, w, {}); }, 3, 1) / 1e9;
+    const auto image = a.t().contiguous().view({1, n, n, 1});
+    const auto kernel = b.view({n, n, 1, 1});
+    rates.onednn_conv1x1 = flop / median_seconds([&] { at::conv2d(image, kernel); }, 3, 1) / 1e9;
+  }
+  return rates;
 }
+
+double gemm_gflops(std::int64_t n) { return gemm_rates(n).best(); }
 
 ScratchDir::ScratchDir(const std::string& name)
     : path_(std::filesystem::temp_directory_path() /

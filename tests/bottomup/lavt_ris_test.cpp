@@ -5,6 +5,7 @@
 // `lavt_ris` name map, strictly, and must give the same BERT states, stage features, decoder
 // features and logits (a square batch of 2 and a 58x46 image that pads every window).
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 #include <torch/nn/module.h>
 
@@ -108,6 +109,26 @@ TEST(LavtRis, ReleasedLayoutLoadsStrictlyAndMatchesTheOriginal) {
     EXPECT_LE(max_abs_diff(up, expected_full), tolerance(expected_full)) << prefix << "output";
     EXPECT_GT(expected.abs().max().item<double>(), 0.1);  // not a trivially small output
   }
+}
+
+TEST(LavtRis, TrainingAfterAnInferenceModeForwardWorks) {
+  // Evaluation runs under InferenceMode between training steps: nothing it leaves cached in the
+  // model (Swin's shift masks) may be an inference tensor that autograd would have to save.
+  Holder model(fixture_options());
+  data::Batch batch;
+  batch.images = fixture().get("inputs.image");
+  batch.token_ids = fixture().get("inputs.token_ids").to(at::kLong);
+  batch.attention_mask = fixture().get("inputs.attention_mask").to(at::kLong);
+  model.eval();
+  {
+    c10::InferenceMode guard;
+    model.backend->forward(batch);
+  }
+  model.train();
+  const auto out = model.backend->forward(batch);
+  const auto target = (at::rand({2, 1, 64, 64}) > 0.5).to(at::kFloat);
+  const auto logits = at::upsample_bilinear2d(out.logits, {64, 64}, true);
+  EXPECT_NO_THROW(model.backend->loss(logits, target).backward());
 }
 
 TEST(LavtRis, BertStaysInEvalModeWhileTrainingAsInTheOriginal) {

@@ -25,6 +25,7 @@ Action add_bench_command(CLI::App& app) {
     std::string json;
     bool quick = false;
     bool list = false;
+    std::string against;
   };
   auto o = std::make_shared<Options>();
   sub->add_option("name", o->name, "benchmark to run (--list shows them)");
@@ -36,6 +37,8 @@ Action add_bench_command(CLI::App& app) {
   sub->add_option("--json", o->json, "also write the figures to this JSON file");
   sub->add_flag("--quick", o->quick, "small sizes: a smoke run, not figures to report");
   sub->add_flag("--list", o->list, "list the benchmarks");
+  sub->add_option("--against", o->against,
+                  "an original's checkout to run beside ours (lavt: a LAVT-RIS checkout)");
   return [o]() {
     auto& registry = benchmark_registry();
     if (o->list || o->name.empty()) {
@@ -44,7 +47,8 @@ Action add_bench_command(CLI::App& app) {
     }
     const Benchmark& bench = registry.get(o->name);
     const Config config = o->config.load();
-    BenchContext ctx{config, apply_runtime(config), o->repeats, o->warmup, o->python, o->quick};
+    BenchContext ctx{config,   apply_runtime(config), o->repeats, o->warmup,
+                     o->python, o->quick,             o->against};
     const nlohmann::json result = bench(ctx);
     if (!o->json.empty()) {
       std::ofstream out(o->json);

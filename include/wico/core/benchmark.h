@@ -20,6 +20,7 @@ struct BenchContext {
   int warmup = 1;               // untimed runs before them
   std::string python = "/usr/bin/python3";  // interpreter with Debian's python3-torch
   bool quick = false;           // smaller problem sizes, for smoke runs
+  std::string against;          // an original's checkout to compare with (lavt: LAVT-RIS)
 };
 
 // Returns the measured figures as JSON (also printed as a table by the benchmark itself).
@@ -48,8 +49,17 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
-// The float32 GEMM rate (GFLOP/s) of an n x n product at the current thread count: the peak a
-// model's rate is compared with, measured in the same run.
+// float32 GEMM rates (GFLOP/s) of an n x n product at the current thread count through each
+// backend inside LibTorch: the BLAS (`mm`), oneDNN's linear and oneDNN's 1x1 convolution
+// (0 where oneDNN is absent). Which is fastest depends on the machine (an AVX-512 Xeon: oneDNN
+// 4.7x OpenBLAS; an AMD EPYC: about equal).
+struct GemmRates {
+  double blas = 0, onednn_linear = 0, onednn_conv1x1 = 0;
+  double best() const;
+  std::string best_name() const;
+};
+GemmRates gemm_rates(std::int64_t n = 2048);
+// The best of gemm_rates: the peak a model's rate is compared with, measured in the same run.
 double gemm_gflops(std::int64_t n = 2048);
 
 // Runs `script` with `python` and parses its last stdout line as JSON. Returns null JSON (and

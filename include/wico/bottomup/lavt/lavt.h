@@ -36,7 +36,11 @@ namespace wico::bottomup {
 
 struct LavtOptions {
   backbones::SwinOptions swin = backbones::SwinOptions::base(12);
-  backbones::BertOptions bert = backbones::BertOptions::base();
+  backbones::BertOptions bert = [] {
+    auto b = backbones::BertOptions::base();
+    b.with_pooler = false;  // LAVT sets BERT's pooler to None
+    return b;
+  }();
   std::int64_t bert_train_layers = 10;  // -1: all of BERT, embeddings included
   std::vector<std::int64_t> fusion_heads = {1, 1, 1, 1};
   double fusion_dropout = 0.0;
