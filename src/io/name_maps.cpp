@@ -53,6 +53,17 @@ void drop(NameMap& m, const std::string& pattern, const std::string& reason) {
   m.drop_reasons.push_back(reason);
 }
 
+// What every Swin classification checkpoint needs to become a segmentation backbone.
+void add_swin_rules(NameMap& m, const std::string& index_reason) {
+  drop(m, "^head\\.", "the classifier");
+  drop(m, "relative_position_index$", index_reason);
+  drop(m, "^norm\\.", "the classifier's final norm; the segmentation backbone has norm0..norm3");
+  m.expected_missing.emplace_back("relative_position_index$");
+  m.expected_missing.emplace_back("^norm[0-9]+\\.");
+  m.adapt = adapt_swin;
+  m.adapt_description = "relative position bias tables resized bicubically to the window";
+}
+
 // detectron2's ResNet names (stem, res2..res5, convN.norm, shortcut) -> torchvision's (ours),
 // under `prefix` (empty, or "backbone\\." inside a Mask2Former file).
 void add_detectron2_resnet_renames(NameMap& m, const std::string& prefix, const std::string& out) {
@@ -131,14 +142,8 @@ std::vector<NameMap> builtin_maps() {
     m.description = "official Swin (swin_base_patch4_window12_384_22k.pth, key 'model') -> our Swin";
     m.sections = timm_sections;
     m.strip_common = {"module.", "backbone.", "encoder."};
-    drop(m, "^head\\.", "the classifier");
     drop(m, "attn_mask$", "sized by the training resolution; rebuilt per input");
-    drop(m, "relative_position_index$", "recomputed from the window");
-    drop(m, "^norm\\.", "the classifier's final norm; the segmentation backbone has norm0..norm3");
-    m.expected_missing.emplace_back("relative_position_index$");
-    m.expected_missing.emplace_back("^norm[0-9]+\\.");
-    m.adapt = adapt_swin;
-    m.adapt_description = "relative position bias tables resized bicubically to the window";
+    add_swin_rules(m, "recomputed from the window");
     maps.push_back(std::move(m));
   }
   {
@@ -159,13 +164,7 @@ std::vector<NameMap> builtin_maps() {
     }
     m.renames.emplace_back("\\.mlp\\.0\\.", ".mlp.fc1.");
     m.renames.emplace_back("\\.mlp\\.3\\.", ".mlp.fc2.");
-    drop(m, "^head\\.", "the classifier");
-    drop(m, "relative_position_index$", "recomputed from the window (torchvision flattens it)");
-    drop(m, "^norm\\.", "the classifier's final norm; the segmentation backbone has norm0..norm3");
-    m.expected_missing.emplace_back("relative_position_index$");
-    m.expected_missing.emplace_back("^norm[0-9]+\\.");
-    m.adapt = adapt_swin;
-    m.adapt_description = "relative position bias tables resized bicubically to the window";
+    add_swin_rules(m, "recomputed from the window (torchvision flattens it)");
     maps.push_back(std::move(m));
   }
   {

@@ -99,10 +99,7 @@ WeightFile read_safetensors(const std::filesystem::path& path) {
   if (!duplicate.empty()) fail(8, detail::concat("duplicate tensor name '", duplicate, "' in the header"));
   if (!json.is_object()) fail(8, "the JSON header is not an object");
 
-  WeightFile out;
-  out.path = path;
-  out.format = WeightFormat::kSafetensors;
-  out.file = mapped;
+  WeightFile out = WeightFileBuilder::start(path, WeightFormat::kSafetensors, mapped);
   const std::uint64_t buffer = 8 + n;
   const std::uint64_t buffer_size = bytes.size() - buffer;
   std::vector<Entry> entries;

@@ -126,6 +126,18 @@ class StorageTable {
   using Loader = std::function<at::Tensor(const std::string& key, ElementType type,
                                           std::int64_t numel)>;
   explicit StorageTable(Loader loader) : loader_(std::move(loader)) {}
+  // Storages already read (a legacy stream's), checked against the ids' element counts.
+  static StorageTable of(const std::unordered_map<std::string, at::Tensor>& storages) {
+    return StorageTable([&storages](const std::string& key, ElementType, std::int64_t numel) {
+      const auto it = storages.find(key);
+      if (it == storages.end()) throw Error(detail::concat("storage '", key, "' has no data"));
+      if (it->second.numel() != numel) {
+        throw Error(detail::concat("storage '", key, "' holds ", it->second.numel(),
+                                   " elements; its id says ", numel));
+      }
+      return it->second;
+    });
+  }
 
   // ('storage', class, key, location, numel[, view_metadata]) -> a 1-D tensor of its elements.
   at::Tensor storage(const PyValue& id) {
@@ -379,11 +391,7 @@ class Interpreter {
     PyValue inner = read_legacy_stream(raw, source_ + " (embedded torch stream)",
                                        [keep](void*) {}, 0, storages);
     // The stream pickles one storage (torch.Storage.__reduce__) or a tensor.
-    StorageTable table([&](const std::string& key, ElementType, std::int64_t) {
-      const auto it = storages.find(key);
-      if (it == storages.end()) throw Error(detail::concat("storage '", key, "' has no data"));
-      return it->second;
-    });
+    StorageTable table = StorageTable::of(storages);
     Interpreter nested(source_, &table, out_);
     return nested.eval(inner);
   }
@@ -588,10 +596,7 @@ PyValue read_legacy_stream(std::string_view bytes, const std::string& source,
 WeightFile read_torch_zip(const std::filesystem::path& path) {
   auto mapped = MappedFile::open(path);
   ZipArchive zip(mapped);
-  WeightFile out;
-  out.path = path;
-  out.format = WeightFormat::kTorchZip;
-  out.file = mapped;
+  WeightFile out = WeightFileBuilder::start(path, WeightFormat::kTorchZip, mapped);
   if (zip.entries().empty()) throw Error(detail::concat(path.string(), ": empty zip archive"));
   const std::string& first = zip.entries().front().name;
   const auto slash = first.find('/');
@@ -635,32 +640,18 @@ WeightFile read_torch_zip(const std::filesystem::path& path) {
 
 WeightFile read_torch_legacy(const std::filesystem::path& path) {
   auto mapped = MappedFile::open(path);
-  WeightFile out;
-  out.path = path;
-  out.format = WeightFormat::kTorchLegacy;
-  out.file = mapped;
+  WeightFile out = WeightFileBuilder::start(path, WeightFormat::kTorchLegacy, mapped);
   std::unordered_map<std::string, at::Tensor> storages;
   const PyValue root =
       read_legacy_stream(mapped->bytes(), path.string(), [mapped](void*) {}, 0, storages);
-  StorageTable table([&](const std::string& key, ElementType type, std::int64_t numel) {
-    const auto it = storages.find(key);
-    if (it == storages.end()) throw Error(detail::concat("storage '", key, "' has no data"));
-    if (it->second.numel() != numel) {
-      throw Error(detail::concat("storage '", key, "' holds ", it->second.numel(),
-                                 " elements; its id says ", numel));
-    }
-    (void)type;
-    return it->second;
-  });
+  StorageTable table = StorageTable::of(storages);
   Interpreter(path.string(), &table, out).flatten(root, "");
   return out;
 }
 
 WeightFile read_weight_pickle(const std::filesystem::path& path) {
   auto mapped = MappedFile::open(path);
-  WeightFile out;
-  out.path = path;
-  out.format = WeightFormat::kPickle;
+  WeightFile out = WeightFileBuilder::start(path, WeightFormat::kPickle, nullptr);
   const PyValue root = data::parse_pickle(mapped->bytes(), path.string(), weight_pickle_options());
   // Arrays are views of the pickle's own byte strings, not of the mapping.
   Interpreter(path.string(), nullptr, out).flatten(root, "");

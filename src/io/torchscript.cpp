@@ -18,9 +18,7 @@ WeightFile read_torchscript(const std::filesystem::path& path) {
     throw Error(detail::concat("cannot read the TorchScript archive ", path.string(), ": ",
                                e.what_without_backtrace()));
   }
-  WeightFile out;
-  out.path = path;
-  out.format = WeightFormat::kTorchScript;
+  WeightFile out = WeightFileBuilder::start(path, WeightFormat::kTorchScript, nullptr);
   const ZipArchive zip(MappedFile::open(path));
   if (!zip.entries().empty()) out.root = zip.entries().front().name.substr(0, zip.entries().front().name.find('/'));
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {

@@ -9,6 +9,14 @@
 namespace wico::io {
 
 struct WeightFileBuilder {
+  static WeightFile start(const std::filesystem::path& path, WeightFormat format,
+                          std::shared_ptr<const MappedFile> file) {
+    WeightFile out;
+    out.path = path;
+    out.format = format;
+    out.file = std::move(file);
+    return out;
+  }
   // False (and nothing added) when the name is already there.
   static bool add_tensor(WeightFile& file, const std::string& name, const at::Tensor& tensor) {
     if (!file.index_.emplace(name, file.tensors.size()).second) return false;
