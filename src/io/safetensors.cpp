@@ -103,7 +103,10 @@ WeightFile read_safetensors(const std::filesystem::path& path) {
   const std::uint64_t buffer = 8 + n;
   const std::uint64_t buffer_size = bytes.size() - buffer;
   std::vector<Entry> entries;
-  for (const auto& [name, info] : json.items()) {
+  for (const auto& item : json.items()) {
+    // Named copies: lambdas cannot capture structured bindings before C++20 (clang refuses).
+    const std::string name = item.key();
+    const nlohmann::json& info = item.value();
     if (name == "__metadata__") {
       if (!info.is_object()) fail(8, "__metadata__ is not an object");
       for (const auto& [key, value] : info.items()) {

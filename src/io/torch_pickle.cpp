@@ -594,9 +594,14 @@ PyValue read_legacy_stream(std::string_view bytes, const std::string& source,
 }  // namespace
 
 WeightFile read_torch_zip(const std::filesystem::path& path) {
+  return read_zip_pickle(path, WeightFormat::kTorchZip, "data.pkl", "data");
+}
+
+WeightFile read_zip_pickle(const std::filesystem::path& path, WeightFormat format,
+                           const std::string& record, const std::string& storage_folder) {
   auto mapped = MappedFile::open(path);
   ZipArchive zip(mapped);
-  WeightFile out = WeightFileBuilder::start(path, WeightFormat::kTorchZip, mapped);
+  WeightFile out = WeightFileBuilder::start(path, format, mapped);
   if (zip.entries().empty()) throw Error(detail::concat(path.string(), ": empty zip archive"));
   const std::string& first = zip.entries().front().name;
   const auto slash = first.find('/');
@@ -605,21 +610,21 @@ WeightFile read_torch_zip(const std::filesystem::path& path) {
                                "' is not inside an archive folder (not a torch.save file)"));
   }
   out.root = first.substr(0, slash);
-  const ZipEntry* pickle = zip.find(out.root + "/data.pkl");
+  const ZipEntry* pickle = zip.find(out.root + "/" + record);
   if (pickle == nullptr) {
-    throw Error(detail::concat(path.string(), ": no '", out.root,
-                               "/data.pkl' record (not a torch.save file)"));
+    throw Error(detail::concat(path.string(), ": no '", out.root, "/", record,
+                               "' record (not a torch.save file)"));
   }
   bool big_endian = false;
   if (const ZipEntry* order = zip.find(out.root + "/byteorder")) {
     big_endian = zip.data(*order) == "big";
   }
   StorageTable storages([&](const std::string& key, ElementType type, std::int64_t numel) {
-    const std::string record = out.root + "/data/" + key;
-    const ZipEntry* entry = zip.find(record);
-    if (entry == nullptr) throw Error(detail::concat("no record '", record, "' for storage '", key, "'"));
+    const std::string name = out.root + "/" + storage_folder + "/" + key;
+    const ZipEntry* entry = zip.find(name);
+    if (entry == nullptr) throw Error(detail::concat("no record '", name, "' for storage '", key, "'"));
     if (entry->size != static_cast<std::uint64_t>(numel) * type.size) {
-      throw Error(detail::concat("record '", record, "' at byte offset ", entry->data_offset,
+      throw Error(detail::concat("record '", name, "' at byte offset ", entry->data_offset,
                                  " holds ", entry->size, " bytes; the storage needs ", numel,
                                  " x ", type.size));
     }

@@ -1,5 +1,6 @@
-// TorchScript archives (OpenAI CLIP's RN50.pt and friends): LibTorch's own loader reads the
-// module; its parameters and buffers, by dotted name, are the state_dict Python would give.
+// TorchScript archives (OpenAI CLIP's RN50.pt and friends): after our reader has checked the
+// archive, LibTorch's own loader reads the module; its parameters and buffers, by dotted name,
+// are the state_dict Python would give.
 // Half tensors stay half until a name map casts them to the model's dtype.
 #include <torch/script.h>
 
@@ -11,6 +12,10 @@
 namespace wico::io {
 
 WeightFile read_torchscript(const std::filesystem::path& path) {
+  // LibTorch's own loader trusts the archive (a corrupted data.pkl can crash it): our reader
+  // checks both pickles, every storage record and every tensor's extent first.
+  read_zip_pickle(path, WeightFormat::kTorchScript, "data.pkl", "data");
+  read_zip_pickle(path, WeightFormat::kTorchScript, "constants.pkl", "constants");
   torch::jit::Module module;
   try {
     module = torch::jit::load(path.string(), torch::kCPU);

@@ -25,6 +25,11 @@ struct WeightFileBuilder {
   }
 };
 
+// The tensors of one pickle record of a zip archive (`data.pkl` of torch.save; `data.pkl` or
+// `constants.pkl` of torch.jit.save), its storages in `<root>/<storage_folder>/<key>`.
+WeightFile read_zip_pickle(const std::filesystem::path& path, WeightFormat format,
+                           const std::string& record, const std::string& storage_folder);
+
 // True when `bytes` start with the magic number of a legacy torch.save stream.
 bool is_legacy_torch_stream(std::string_view bytes);
 
