@@ -285,6 +285,13 @@ void CheckpointDir::prune() const {
   }
 }
 
+bool init_replaces_whole_model(const Config& config) {
+  const auto entries = config.texts("train.init");
+  return std::any_of(entries.begin(), entries.end(), [](const std::string& e) {
+    return e.rfind("map=", 0) == 0 || e.find('=') == std::string::npos;
+  });
+}
+
 void load_initial_weights(torch::nn::Module& model, const Config& config) {
   for (const auto& entry : config.texts("train.init")) {
     if (io::import_init_entry(model, entry)) continue;  // a published checkpoint: map=NAME:path

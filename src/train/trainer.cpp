@@ -266,8 +266,14 @@ void Trainer::Impl::setup() {
     resumed = Checkpoint::read(*latest);
     resumed->require_same_config(c);
   } else {
-    // Published weights of components first (lavt.swin_pretrained...), then train.init over them.
-    io::load_pretrained_weights(*model);
+    // Published weights of components first (lavt.swin_pretrained...), then train.init over
+    // them; an entry for the whole model replaces every weight, so the components' files are
+    // not read at all.
+    if (train::init_replaces_whole_model(config)) {
+      spdlog::info("train.init loads the whole model: the components' published weights are not read");
+    } else {
+      io::load_pretrained_weights(*model);
+    }
     train::load_initial_weights(*model, config);
   }
   model->to(device);

@@ -67,6 +67,15 @@ TEST(Pretrained, AMissingFileNamesTheKeyAndTheDownload) {
   EXPECT_THAT(message, HasSubstr("swin_base_patch4_window12_384_22k.pth"));
 }
 
+TEST(Pretrained, AWholeModelInitMakesTheComponentsFilesUnneeded) {
+  EXPECT_FALSE(train::init_replaces_whole_model(Config::defaults()));
+  EXPECT_TRUE(train::init_replaces_whole_model(
+      Config::defaults({"train.init=['map=lavt_ris:refcoco.pth']"})));
+  EXPECT_TRUE(train::init_replaces_whole_model(Config::defaults({"train.init=['runs/a/best.pt']"})));
+  EXPECT_FALSE(train::init_replaces_whole_model(
+      Config::defaults({"train.init=['alpha=runs/a/best.pt', 'beta=map=lavt_ris:x.pth']"})));
+}
+
 TEST(Pretrained, TrainInitTakesPublishedFilesThroughAMap) {
   auto model = nn::build_model(Config::defaults(fixture_lavt("", "")));
   const auto before = model->named_parameters()["backend.text_encoder.encoder.layer.0.output.dense.weight"].clone();

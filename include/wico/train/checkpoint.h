@@ -43,6 +43,9 @@ void load_model_state(torch::nn::Module& model, const std::map<std::string, at::
 // Loads train.init's entries into `model`: 'checkpoint' (the whole model) or 'part=checkpoint'
 // (the submodule named `part`, e.g. a WiCo pair's alpha / beta from each branch's own run).
 void load_initial_weights(torch::nn::Module& model, const Config& config);
+// True when one train.init entry loads the whole model (a checkpoint or map=NAME:file without a
+// part): then the components' published starting points need not be read.
+bool init_replaces_whole_model(const Config& config);
 
 // Writes a checkpoint atomically (a failed write keeps the previous file). Refuses to write a
 // model with a non-finite parameter.
