@@ -34,10 +34,7 @@ LoaderOptions LoaderOptions::from_config(const Config& config) {
   o.input_size = static_cast<int>(config.integer("data.input_size"));
   o.letterbox = config.text("data.resize") == "letterbox";
   o.resize_filter = parse_resize_filter(config.text("data.resize_filter"));
-  if (o.letterbox && o.resize_filter == ResizeFilter::kPil) {
-    throw ConfigError("data.resize_filter: pil reproduces LAVT's plain resize; data.resize: "
-                      "letterbox (CRIS, VLT) warps with OpenCV as they do (use opencv)");
-  }
+  check_resize_filter(o.letterbox, o.resize_filter);  // at configuration, not at the first batch
   o.mask_rule = parse_mask_rule(config.text("data.mask_rule"));
   o.norm = normalization(config.text("data.normalize"));
   o.skip_bad_samples = config.text("data.on_bad_sample") == "skip";

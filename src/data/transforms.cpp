@@ -211,13 +211,17 @@ cv::Matx23d ResizePlan::inverse() const {
   return {1.0 / scale_x, 0, -offset_x / scale_x, 0, 1.0 / scale_y, -offset_y / scale_y};
 }
 
-ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFilter filter) {
-  WICO_CHECK(width > 0 && height > 0 && size > 0, "cannot resize a ", width, "x", height,
-             " image to ", size);
+void check_resize_filter(bool letterbox, ResizeFilter filter) {
   if (letterbox && filter == ResizeFilter::kPil) {
     throw ConfigError("data.resize_filter: pil reproduces LAVT's plain resize; the letterbox "
                       "(CRIS, VLT) warps with OpenCV as they do (use data.resize_filter: opencv)");
   }
+}
+
+ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFilter filter) {
+  WICO_CHECK(width > 0 && height > 0 && size > 0, "cannot resize a ", width, "x", height,
+             " image to ", size);
+  check_resize_filter(letterbox, filter);
   ResizePlan plan;
   plan.width = width;
   plan.height = height;

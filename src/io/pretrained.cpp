@@ -19,6 +19,18 @@ std::vector<ImportReport> load_pretrained_weights(torch::nn::Module& model) {
   return reports;
 }
 
+namespace {
+
+ImportReport import_logged(torch::nn::Module& target, const std::string& path,
+                           const std::string& map, ImportMode mode, const std::string& label) {
+  const WeightFile file = read_weights(path);
+  ImportReport report = import_weights(target, file, name_map(map), mode);
+  spdlog::info("{}: {}", label, report.table());
+  return report;
+}
+
+}  // namespace
+
 ImportReport import_component(torch::nn::Module& target, const std::string& key,
                               const std::string& path, const std::string& map_name,
                               const std::string& download) {
@@ -33,48 +45,20 @@ ImportReport import_component(torch::nn::Module& target, const std::string& key,
     map = detect_weight_format(path) == WeightFormat::kPickle ? map.substr(5, bar - 5)
                                                               : map.substr(bar + 1);
   }
-  const WeightFile file = read_weights(path);
-  ImportReport report = import_weights(target, file, name_map(map), ImportMode::kPartial);
-  spdlog::info("{}: {}", key, report.table());
-  return report;
+  return import_logged(target, path, map, ImportMode::kPartial, key);
 }
 
-bool import_init_entry(torch::nn::Module& model, const std::string& entry) {
-  std::string part, spec;
-  if (entry.rfind("map=", 0) == 0) {
-    spec = entry.substr(4);
-  } else if (const auto at = entry.find("=map="); at != std::string::npos) {
-    part = entry.substr(0, at);
-    spec = entry.substr(at + 5);
-  } else {
-    return false;
-  }
+ImportReport import_published(torch::nn::Module& target, const std::string& spec,
+                              const std::string& context, ImportMode mode) {
   const auto colon = spec.find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
-    throw ConfigError(detail::concat("train.init '", entry,
-                                     "': expected map=NAME:path or part=map=NAME:path"));
+    throw ConfigError(detail::concat(context, ": expected map=NAME:path or part=map=NAME:path"));
   }
-  const std::string map = spec.substr(0, colon);
   const std::string path = spec.substr(colon + 1);
-  torch::nn::Module* target = &model;
-  if (!part.empty()) {
-    target = nullptr;
-    for (const auto& item : model.named_modules()) {
-      if (item.key() == part) target = item.value().get();
-    }
-    if (target == nullptr) {
-      throw ConfigError(detail::concat("train.init '", entry, "': the model has no part named '",
-                                       part, "'"));
-    }
-  }
   if (!std::filesystem::is_regular_file(path)) {
-    throw ConfigError(detail::concat("train.init '", entry, "': '", path, "' does not exist"));
+    throw ConfigError(detail::concat(context, ": '", path, "' does not exist"));
   }
-  const WeightFile file = read_weights(path);
-  const ImportReport report = import_weights(*target, file, name_map(map),
-                                             part.empty() ? ImportMode::kStrict : ImportMode::kPartial);
-  spdlog::info("train.init: {}", report.table());
-  return true;
+  return import_logged(target, path, spec.substr(0, colon), mode, context);
 }
 
 }  // namespace wico::io

@@ -11,6 +11,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "little_endian.h"
 #include "weight_file_builder.h"
 #include "wico/core/error.h"
 #include "wico/io/weights.h"
@@ -65,8 +66,7 @@ WeightFile read_safetensors(const std::filesystem::path& path) {
                                ": ", what));
   };
   if (bytes.size() < 8) fail(0, "truncated header: fewer than 8 bytes for the header length");
-  std::uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  const std::uint64_t n = read_le(bytes, 0, 8);
   if (n > kMaxHeader) {
     fail(0, detail::concat("header length ", n, " exceeds the limit of ", kMaxHeader));
   }

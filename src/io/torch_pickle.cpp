@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "wico/core/error.h"
+#include "little_endian.h"
 #include "weight_file_builder.h"
 #include "wico/io/weights.h"
 #include "wico/io/zip_archive.h"
@@ -502,14 +503,6 @@ data::PickleOptions weight_pickle_options(
   return options;
 }
 
-std::uint64_t read_u64(std::string_view bytes, std::size_t offset) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) {
-    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[offset + i])) << (8 * i);
-  }
-  return v;
-}
-
 constexpr unsigned char kLegacyMagic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9,
                                             0x20, 0x6a, 0xa8, 0x50, 0x19};
 
@@ -575,7 +568,7 @@ PyValue read_legacy_stream(std::string_view bytes, const std::string& source,
       throw Error(detail::concat(source, ": truncated at byte offset ", base_offset + pos,
                                  ": expected the element count of storage '", key, "'"));
     }
-    const std::uint64_t count = read_u64(bytes, pos);
+    const std::uint64_t count = read_le(bytes, pos, 8);
     pos += 8;
     if (count > (bytes.size() - pos) / type->second.size) {
       throw Error(detail::concat(source, ": truncated at byte offset ", base_offset + pos,

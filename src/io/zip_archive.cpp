@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "little_endian.h"
 #include "wico/core/error.h"
 
 namespace wico::io {
@@ -21,18 +22,10 @@ constexpr std::size_t kEocdSize = 22;
 constexpr std::size_t kCentralHeaderSize = 46;
 constexpr std::size_t kLocalHeaderSize = 30;
 
-std::uint64_t le(std::string_view bytes, std::size_t offset, std::size_t width) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < width; ++i) {
-    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[offset + i])) << (8 * i);
-  }
-  return v;
-}
-
 }  // namespace
 
 bool ZipArchive::looks_like_zip(std::string_view bytes) {
-  return bytes.size() >= 4 && le(bytes, 0, 4) == kLocalHeader;
+  return bytes.size() >= 4 && read_le(bytes, 0, 4) == kLocalHeader;
 }
 
 void ZipArchive::fail(std::uint64_t offset, const std::string& what) const {
@@ -49,7 +42,7 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
   std::size_t eocd = std::string_view::npos;
   const std::size_t lowest = n > kEocdSize + 0xFFFF ? n - kEocdSize - 0xFFFF : 0;
   for (std::size_t pos = n - kEocdSize + 1; pos-- > lowest;) {
-    if (le(bytes, pos, 4) == kEndOfDirectory && pos + kEocdSize + le(bytes, pos + 20, 2) == n) {
+    if (read_le(bytes, pos, 4) == kEndOfDirectory && pos + kEocdSize + read_le(bytes, pos + 20, 2) == n) {
       eocd = pos;
       break;
     }
@@ -57,21 +50,21 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
   if (eocd == std::string_view::npos) {
     fail(n, "no end-of-central-directory record (truncated or not a zip file)");
   }
-  std::uint64_t count = le(bytes, eocd + 10, 2);
-  std::uint64_t directory_size = le(bytes, eocd + 12, 4);
-  std::uint64_t directory_offset = le(bytes, eocd + 16, 4);
-  if (le(bytes, eocd + 4, 2) != 0 || le(bytes, eocd + 6, 2) != 0) {
+  std::uint64_t count = read_le(bytes, eocd + 10, 2);
+  std::uint64_t directory_size = read_le(bytes, eocd + 12, 4);
+  std::uint64_t directory_offset = read_le(bytes, eocd + 16, 4);
+  if (read_le(bytes, eocd + 4, 2) != 0 || read_le(bytes, eocd + 6, 2) != 0) {
     fail(eocd, "multi-disk archives are not supported");
   }
   // torch writes zip64 records even for tiny files; their values take precedence.
-  if (eocd >= 20 && le(bytes, eocd - 20, 4) == kZip64Locator) {
-    const std::uint64_t record = le(bytes, eocd - 20 + 8, 8);
-    if (record > n - 56 || n < 56 || le(bytes, record, 4) != kZip64EndOfDirectory) {
+  if (eocd >= 20 && read_le(bytes, eocd - 20, 4) == kZip64Locator) {
+    const std::uint64_t record = read_le(bytes, eocd - 20 + 8, 8);
+    if (record > n - 56 || n < 56 || read_le(bytes, record, 4) != kZip64EndOfDirectory) {
       fail(eocd - 20, "the zip64 locator points to no zip64 end-of-central-directory record");
     }
-    count = le(bytes, record + 32, 8);
-    directory_size = le(bytes, record + 40, 8);
-    directory_offset = le(bytes, record + 48, 8);
+    count = read_le(bytes, record + 32, 8);
+    directory_size = read_le(bytes, record + 40, 8);
+    directory_offset = read_le(bytes, record + 48, 8);
   }
   if (directory_offset > n || directory_size > n - directory_offset) {
     fail(eocd, detail::concat("central directory (offset ", directory_offset, ", ",
@@ -86,19 +79,19 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
   std::size_t pos = directory_offset;
   const std::size_t directory_end = directory_offset + directory_size;
   for (std::uint64_t i = 0; i < count; ++i) {
-    if (directory_end - pos < kCentralHeaderSize || le(bytes, pos, 4) != kCentralHeader) {
+    if (directory_end - pos < kCentralHeaderSize || read_le(bytes, pos, 4) != kCentralHeader) {
       fail(pos, detail::concat("expected central directory header ", i, " of ", count));
     }
-    const auto flags = le(bytes, pos + 8, 2);
-    const auto method = le(bytes, pos + 10, 2);
+    const auto flags = read_le(bytes, pos + 8, 2);
+    const auto method = read_le(bytes, pos + 10, 2);
     ZipEntry entry;
-    entry.crc32 = static_cast<std::uint32_t>(le(bytes, pos + 16, 4));
-    std::uint64_t compressed = le(bytes, pos + 20, 4);
-    std::uint64_t size = le(bytes, pos + 24, 4);
-    const std::size_t name_length = le(bytes, pos + 28, 2);
-    const std::size_t extra_length = le(bytes, pos + 30, 2);
-    const std::size_t comment_length = le(bytes, pos + 32, 2);
-    std::uint64_t local = le(bytes, pos + 42, 4);
+    entry.crc32 = static_cast<std::uint32_t>(read_le(bytes, pos + 16, 4));
+    std::uint64_t compressed = read_le(bytes, pos + 20, 4);
+    std::uint64_t size = read_le(bytes, pos + 24, 4);
+    const std::size_t name_length = read_le(bytes, pos + 28, 2);
+    const std::size_t extra_length = read_le(bytes, pos + 30, 2);
+    const std::size_t comment_length = read_le(bytes, pos + 32, 2);
+    std::uint64_t local = read_le(bytes, pos + 42, 4);
     if (directory_end - pos - kCentralHeaderSize < name_length + extra_length + comment_length) {
       fail(pos, "central directory header runs past the directory");
     }
@@ -107,15 +100,15 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
     std::size_t extra = pos + kCentralHeaderSize + name_length;
     const std::size_t extra_end = extra + extra_length;
     while (extra_end - extra >= 4) {
-      const auto id = le(bytes, extra, 2);
-      const std::size_t length = le(bytes, extra + 2, 2);
+      const auto id = read_le(bytes, extra, 2);
+      const std::size_t length = read_le(bytes, extra + 2, 2);
       if (extra_end - extra - 4 < length) fail(extra, "zip extra field runs past its header");
       if (id == 0x0001) {
         std::size_t field = extra + 4;
         auto take = [&](std::uint64_t& value) {
           if (value != 0xFFFFFFFFu) return;
           if (field + 8 > extra + 4 + length) fail(field, "short zip64 extra field");
-          value = le(bytes, field, 8);
+          value = read_le(bytes, field, 8);
           field += 8;
         };
         take(size);
@@ -130,11 +123,11 @@ ZipArchive::ZipArchive(std::shared_ptr<const MappedFile> file) : file_(std::move
       fail(pos, detail::concat("stored entry '", entry.name, "' has compressed size ", compressed,
                                " != size ", size));
     }
-    if (local > n || n - local < kLocalHeaderSize || le(bytes, local, 4) != kLocalHeader) {
+    if (local > n || n - local < kLocalHeaderSize || read_le(bytes, local, 4) != kLocalHeader) {
       fail(local, detail::concat("expected the local header of entry '", entry.name, "'"));
     }
     const std::uint64_t data =
-        local + kLocalHeaderSize + le(bytes, local + 26, 2) + le(bytes, local + 28, 2);
+        local + kLocalHeaderSize + read_le(bytes, local + 26, 2) + read_le(bytes, local + 28, 2);
     if (data > n || compressed > n - data) {
       fail(local, detail::concat("entry '", entry.name, "' (", compressed, " bytes at offset ",
                                  data, ") runs past the end of the file (", n, " bytes)"));

@@ -285,32 +285,48 @@ void CheckpointDir::prune() const {
   }
 }
 
+namespace {
+
+// A train.init entry: 'source' or 'part=source', where a source is one of our checkpoints or a
+// published file through a name map, 'map=NAME:file' (whose own '=' names no part).
+struct InitEntry {
+  std::string part, source;
+};
+
+InitEntry parse_init_entry(const std::string& entry) {
+  const auto eq = entry.find('=');
+  if (entry.rfind("map=", 0) == 0 || eq == std::string::npos) return {"", entry};
+  return {entry.substr(0, eq), entry.substr(eq + 1)};
+}
+
+}  // namespace
+
 bool init_replaces_whole_model(const Config& config) {
   const auto entries = config.texts("train.init");
   return std::any_of(entries.begin(), entries.end(), [](const std::string& e) {
-    return e.rfind("map=", 0) == 0 || e.find('=') == std::string::npos;
+    return parse_init_entry(e).part.empty();
   });
 }
 
 void load_initial_weights(torch::nn::Module& model, const Config& config) {
   for (const auto& entry : config.texts("train.init")) {
-    if (io::import_init_entry(model, entry)) continue;  // a published checkpoint: map=NAME:path
-    const auto eq = entry.find('=');
-    const std::string prefix = eq == std::string::npos ? "" : entry.substr(0, eq);
-    const std::filesystem::path file = eq == std::string::npos ? entry : entry.substr(eq + 1);
-    const Checkpoint ckpt = Checkpoint::read(file);
-    torch::nn::Module* target = &model;
-    if (!prefix.empty()) {
-      target = nullptr;
+    const auto [prefix, source] = parse_init_entry(entry);
+    auto part = [&, prefix = prefix]() -> torch::nn::Module& {
+      if (prefix.empty()) return model;
       for (const auto& item : model.named_modules()) {
-        if (item.key() == prefix) target = item.value().get();
+        if (item.key() == prefix) return *item.value();
       }
-      if (!target) {
-        throw ConfigError("train.init '" + entry + "': the model has no part named '" + prefix +
-                          "'");
-      }
+      throw ConfigError("train.init '" + entry + "': the model has no part named '" + prefix +
+                        "'");
+    };
+    if (source.rfind("map=", 0) == 0) {
+      io::import_published(part(), source.substr(4), "train.init '" + entry + "'",
+                           prefix.empty() ? io::ImportMode::kStrict : io::ImportMode::kPartial);
+      continue;
     }
-    load_model_state(*target, ckpt.model(), file.string());
+    const std::filesystem::path file = source;
+    const Checkpoint ckpt = Checkpoint::read(file);
+    load_model_state(part(), ckpt.model(), file.string());
     spdlog::info("initialised {} from {}", prefix.empty() ? "the model" : prefix, file.string());
   }
 }

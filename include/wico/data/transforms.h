@@ -41,6 +41,8 @@ struct ResizePlan {
   cv::Matx23d inverse() const;
 };
 // kPil with letterbox is a ConfigError: CRIS and VLT letterbox with OpenCV's warpAffine.
+void check_resize_filter(bool letterbox, ResizeFilter filter);
+// Throws as check_resize_filter does.
 ResizePlan plan_resize(int width, int height, int size, bool letterbox,
                        ResizeFilter filter = ResizeFilter::kOpenCv);
 

@@ -31,8 +31,9 @@ ImportReport import_component(torch::nn::Module& target, const std::string& key,
                               const std::string& path, const std::string& map_name,
                               const std::string& download);
 
-// train.init entries naming a published checkpoint: "map=NAME:path" (the whole model, strict)
-// or "part=map=NAME:path" (a submodule, partial). Returns false when `entry` is not one.
-bool import_init_entry(torch::nn::Module& model, const std::string& entry);
+// A published file named as "NAME:path" (train.init's map=NAME:path, after "map="): imported
+// into `target` through the map NAME; `context` (the entry) leads every message.
+ImportReport import_published(torch::nn::Module& target, const std::string& spec,
+                              const std::string& context, ImportMode mode);
 
 }  // namespace wico::io
