@@ -8,7 +8,10 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
+
+#include <cstdlib>
 
 #include <iostream>
 
@@ -104,14 +107,22 @@ nlohmann::json bench_lavt_against(const BenchContext& ctx, std::int64_t size) {
     forward_s = median_seconds([&] { forward(); }, ctx.repeats, ctx.warmup);
   }
   ours.train();
-  const double train_s = median_seconds(
-      [&] {
-        ours.zero_grad();
-        const auto out = ours.backend->forward(batch);
-        const auto logits = at::upsample_bilinear2d(out.logits, {size, size}, true);
-        ours.backend->loss(logits, target).backward();
-      },
-      std::max(1, ctx.repeats / 2), 1);
+  auto train_step = [&] {
+    ours.zero_grad();
+    const auto out = ours.backend->forward(batch);
+    const auto logits = at::upsample_bilinear2d(out.logits, {size, size}, true);
+    ours.backend->loss(logits, target).backward();
+  };
+  const double train_s = median_seconds(train_step, std::max(1, ctx.repeats / 2), 1);
+  // WICO_BENCH_PROFILE=FILE: one more training step under LibTorch's profiler, written as a
+  // Chrome trace (chrome://tracing, or summed by name) for the "where the time goes" figures.
+  if (const char* profile = std::getenv("WICO_BENCH_PROFILE"); profile && *profile) {
+    {
+      const torch::autograd::profiler::RecordProfile guard(profile);
+      train_step();
+    }
+    std::cout << "profile of one training step: " << profile << "\n";
+  }
   const double their_forward = original["forward_s"].get<double>();
   const double their_train = original["train_step_s"].get<double>();
   std::cout << fmt::format(

@@ -4,6 +4,7 @@
 namespace wico {
 
 nlohmann::json bench_gemm(const BenchContext& ctx);
+nlohmann::json bench_conv(const BenchContext& ctx);
 nlohmann::json bench_data(const BenchContext& ctx);
 nlohmann::json bench_train(const BenchContext& ctx);
 nlohmann::json bench_eval(const BenchContext& ctx);
@@ -16,6 +17,9 @@ nlohmann::json bench_weights(const BenchContext& ctx);
 
 void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("gemm", bench_gemm, "float32 GEMM rate (the machine's peak) vs python3-torch");
+  registry.add("conv", bench_conv,
+               "3x3 convolutions at paper-size shapes: LibTorch's direct kernel vs oneDNN's "
+               "Winograd (runtime.conv_algorithm), forward and forward + backward");
   registry.add("data", bench_data,
                "loader throughput (480x480 from JPEG) vs a tiny training step's sample rate");
   registry.add("train", bench_train,

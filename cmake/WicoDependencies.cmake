@@ -31,3 +31,15 @@ if(TARGET torch_cuda)
   endif()
 endif()
 message(STATUS "WiCo++ distributed backends: ${WICO_C10D_DEFINITIONS}")
+# oneDNN (libdnnl-dev): the same library Debian's LibTorch runs its CPU convolutions on, called
+# directly by src/nn/winograd_conv.cpp for Winograd 3x3 convolutions. Optional: without it every
+# convolution runs LibTorch's own kernel.
+find_path(WICO_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.hpp)
+find_library(WICO_DNNL_LIBRARY NAMES dnnl)
+if(WICO_DNNL_INCLUDE_DIR AND WICO_DNNL_LIBRARY)
+  set(WICO_HAVE_DNNL ON)
+  message(STATUS "WiCo++ oneDNN: ${WICO_DNNL_LIBRARY} (Winograd convolutions)")
+else()
+  set(WICO_HAVE_DNNL OFF)
+  message(STATUS "WiCo++ oneDNN: not found (install libdnnl-dev for Winograd convolutions)")
+endif()

@@ -9,6 +9,7 @@ PACKAGES=(
   libtorch-dev            # LibTorch 1.13 (CPU); c10d with Gloo
   libgloo-dev             # the headers c10d's ProcessGroupGloo needs
   libopenblas0-openmp     # an optimised BLAS: ~40x the reference BLAS on GEMM
+  libdnnl-dev             # oneDNN headers: Winograd 3x3 convolutions (LibTorch runs the same library)
   libopencv-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev
   zlib1g-dev              # gzip-compressed CLIP BPE merges

@@ -10,6 +10,7 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <atomic>
 #include <regex>
 #include <thread>
 
@@ -69,6 +70,30 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+namespace {
+std::atomic<ConvAlgorithm> g_conv_algorithm{ConvAlgorithm::kAuto};
+}  // namespace
+
+ConvAlgorithm parse_conv_algorithm(const std::string& name) {
+  if (name == "auto") return ConvAlgorithm::kAuto;
+  if (name == "direct") return ConvAlgorithm::kDirect;
+  if (name == "winograd") return ConvAlgorithm::kWinograd;
+  throw ConfigError("runtime.conv_algorithm: expected auto, direct or winograd, got '" + name +
+                    "'");
+}
+
+std::string conv_algorithm_name(ConvAlgorithm algorithm) {
+  switch (algorithm) {
+    case ConvAlgorithm::kDirect: return "direct";
+    case ConvAlgorithm::kWinograd: return "winograd";
+    case ConvAlgorithm::kAuto: break;
+  }
+  return "auto";
+}
+
+void set_conv_algorithm(ConvAlgorithm algorithm) { g_conv_algorithm = algorithm; }
+ConvAlgorithm conv_algorithm() { return g_conv_algorithm; }
+
 RuntimeInfo apply_runtime(const Config& config) {
   init_logging(config.text("log.level"));
   set_default_progress_mode(parse_progress_mode(config.text("log.progress")));
@@ -79,9 +104,11 @@ RuntimeInfo apply_runtime(const Config& config) {
   // some machines; set the count explicitly.
   at::set_num_threads(info.threads);
   info.device = resolve_device(config.text("runtime.device"));
+  set_conv_algorithm(parse_conv_algorithm(config.text("runtime.conv_algorithm")));
   torch::manual_seed(static_cast<std::uint64_t>(config.integer("run.seed")));
-  spdlog::info("runtime: device {}, {} thread(s), seed {}", info.device.str(), info.threads,
-               config.integer("run.seed"));
+  spdlog::info("runtime: device {}, {} thread(s), seed {}, 3x3 convolutions {}",
+               info.device.str(), info.threads, config.integer("run.seed"),
+               conv_algorithm_name(conv_algorithm()));
   return info;
 }
 

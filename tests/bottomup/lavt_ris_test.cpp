@@ -12,10 +12,12 @@
 #include "../backbones/tensor_fixture.h"
 #include "test_util.h"
 #include "wico/bottomup/lavt/lavt.h"
+#include "wico/core/runtime.h"
 #include "wico/data/loader.h"
 #include "wico/io/import.h"
 #include "wico/io/name_map.h"
 #include "wico/io/weights.h"
+#include "wico/nn/winograd_conv.h"
 
 namespace wico::bottomup {
 namespace {
@@ -65,7 +67,12 @@ double tolerance(const at::Tensor& expected) {
   return 1e-4 * std::max(1.0, expected.abs().max().item<double>());
 }
 
-TEST(LavtRis, ReleasedLayoutLoadsStrictlyAndMatchesTheOriginal) {
+// Loads the original's checkpoint and compares every stage with the original's outputs, with the
+// decoder's 3x3 convolutions computed by `algorithm`.
+void expect_matches_the_original(ConvAlgorithm algorithm) {
+  const ConvAlgorithm saved = conv_algorithm();
+  set_conv_algorithm(algorithm);
+  const std::uint64_t winograd_before = nn::winograd_forward_count();
   Holder model(fixture_options());
   const io::WeightFile file = io::read_weights(kDir / "lavt_ris_tiny.pth");
   const io::ImportReport report =
@@ -109,6 +116,21 @@ TEST(LavtRis, ReleasedLayoutLoadsStrictlyAndMatchesTheOriginal) {
     EXPECT_LE(max_abs_diff(up, expected_full), tolerance(expected_full)) << prefix << "output";
     EXPECT_GT(expected.abs().max().item<double>(), 0.1);  // not a trivially small output
   }
+  // Forced Winograd takes all six of the decoder's 3x3 convolutions, twice over (square and
+  // rectangular inputs).
+  if (algorithm == ConvAlgorithm::kWinograd) {
+    EXPECT_EQ(nn::winograd_forward_count() - winograd_before, 12u);
+  }
+  set_conv_algorithm(saved);
+}
+
+TEST(LavtRis, ReleasedLayoutLoadsStrictlyAndMatchesTheOriginal) {
+  expect_matches_the_original(ConvAlgorithm::kDirect);
+}
+
+TEST(LavtRis, MatchesTheOriginalWithWinogradDecoderConvolutions) {
+  if (!nn::winograd_available()) GTEST_SKIP() << "this build or CPU has no oneDNN Winograd";
+  expect_matches_the_original(ConvAlgorithm::kWinograd);
 }
 
 TEST(LavtRis, TrainingAfterAnInferenceModeForwardWorks) {

@@ -27,8 +27,20 @@ std::string own_executable();
 // The number of cores this process may use (affinity aware).
 int available_cores();
 
+// Which kernel computes 3x3 stride-1 float convolutions on the CPU (runtime.conv_algorithm;
+// wico/nn/winograd_conv.h computes them):
+//   kAuto:     oneDNN's Winograd F(4x4, 3x3) where this CPU has it and the product is large enough
+//              to pay for the layout changes; LibTorch's direct kernel otherwise.
+//   kDirect:   always LibTorch's own convolution (what the Python originals run).
+//   kWinograd: Winograd wherever oneDNN accepts the shape, whatever its size.
+enum class ConvAlgorithm { kAuto, kDirect, kWinograd };
+ConvAlgorithm parse_conv_algorithm(const std::string& name);  // throws ConfigError
+std::string conv_algorithm_name(ConvAlgorithm algorithm);
+void set_conv_algorithm(ConvAlgorithm algorithm);  // process-wide
+ConvAlgorithm conv_algorithm();
+
 // Applies runtime.threads (0 = all cores), runtime.device and run.seed to LibTorch, and the log
-// level and progress mode. Logs one line describing the result.
+// level and progress mode, and runtime.conv_algorithm. Logs one line describing the result.
 RuntimeInfo apply_runtime(const Config& config);
 
 }  // namespace wico

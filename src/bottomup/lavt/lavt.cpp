@@ -12,6 +12,7 @@
 #include "wico/data/loader.h"
 #include "wico/io/pretrained.h"
 #include "wico/nn/losses.h"
+#include "wico/nn/winograd_conv.h"
 
 namespace wico::bottomup {
 
@@ -163,8 +164,10 @@ torch::Tensor LavtDecoderImpl::fuse(int level, torch::Tensor x, const torch::Ten
     x = at::upsample_bilinear2d(x, {skip.size(-2), skip.size(-1)}, /*align_corners=*/true);
   }
   const auto i = static_cast<std::size_t>(level);
-  x = at::relu(bn_a_[i]->forward(conv_a_[i]->forward(at::cat({x, skip}, 1))));
-  return at::relu(bn_b_[i]->forward(conv_b_[i]->forward(x)));
+  // The 3x3 convolutions are half of LAVT's work: Winograd computes them where it pays
+  // (runtime.conv_algorithm), the module and its parameters unchanged.
+  x = at::relu(bn_a_[i]->forward(wico::nn::conv2d(conv_a_[i], at::cat({x, skip}, 1))));
+  return at::relu(bn_b_[i]->forward(wico::nn::conv2d(conv_b_[i], x)));
 }
 
 torch::Tensor LavtDecoderImpl::forward(torch::Tensor c4, const torch::Tensor& c3,
