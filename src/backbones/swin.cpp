@@ -240,6 +240,39 @@ torch::Tensor WindowAttentionImpl::relative_position_bias() const {
 
 namespace {
 
+// softmax(scale q k^T + bias + mask) v, one window at a time in each thread: single-threaded BLAS
+// calls on [heads, N, hd] strided views of qkv5 [B_, N, 3, heads, hd] (no copies of q, k, v), the
+// bias and mask added by the GEMM itself (beta = 1), the logits in a per-thread buffer that stays
+// in cache, and A v written straight into the [B_, N, C] layout the projection reads. mask
+// [nW, N, N] may be undefined or empty. The probabilities go to *probs ([B_, heads, N, N]) when
+// given, else to a per-thread buffer.
+torch::Tensor windowwise_attention(const torch::Tensor& qkv5, const torch::Tensor& bias,
+                                   const torch::Tensor& mask, double scale, torch::Tensor* probs) {
+  const auto b = qkv5.size(0), n = qkv5.size(1), heads = qkv5.size(3), hd = qkv5.size(4);
+  const bool masked = mask.defined() && mask.numel() > 0;
+  const auto bias_all = (masked ? mask.unsqueeze(1) + bias.unsqueeze(0) : bias.unsqueeze(0))
+                            .contiguous();  // [nW or 1, heads, N, N]
+  const auto nw = bias_all.size(0);
+  auto out = at::empty({b, n, heads * hd}, qkv5.options());
+  at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
+    auto logits = at::empty({heads, n, n}, qkv5.options());
+    auto own_probs = probs ? torch::Tensor() : at::empty({heads, n, n}, qkv5.options());
+    for (std::int64_t i = begin; i < end; ++i) {
+      const auto w = qkv5[i];                         // [N, 3, heads, hd]
+      const auto q = w.select(1, 0).transpose(0, 1);  // [heads, N, hd], rows 3C apart
+      const auto k = w.select(1, 1).transpose(0, 1);
+      const auto v = w.select(1, 2).transpose(0, 1);
+      auto p = probs ? (*probs)[i] : own_probs;
+      logits.copy_(bias_all[i % nw]);
+      logits.baddbmm_(q, k.transpose(1, 2), 1.0, scale);
+      at::_softmax_out(p, logits, -1, false);
+      auto o = out[i].view({n, heads, hd}).transpose(0, 1);  // [heads, N, hd] view
+      at::bmm_out(o, p, v);
+    }
+  });
+  return out;
+}
+
 // Window attention with autograd, computed window by window in parallel over windows like
 // forward_windowwise: softmax(scale q k^T + bias + mask) v for every window and head, reading q,
 // k, v as strided views of the qkv projection's output and writing A v straight into the [B_, N,
@@ -253,27 +286,9 @@ struct WindowAttentionFunction : torch::autograd::Function<WindowAttentionFuncti
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkv5,
                                const torch::Tensor& bias, const torch::Tensor& mask,
                                double scale) {
-    const auto b = qkv5.size(0), n = qkv5.size(1), heads = qkv5.size(3), hd = qkv5.size(4);
-    const auto bias_all =
-        (mask.numel() > 0 ? mask.unsqueeze(1) + bias.unsqueeze(0) : bias.unsqueeze(0)).contiguous();
-    const auto nw = bias_all.size(0);
-    auto probs = at::empty({b, heads, n, n}, qkv5.options());
-    auto out = at::empty({b, n, heads * hd}, qkv5.options());
-    at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
-      auto logits = at::empty({heads, n, n}, qkv5.options());
-      for (std::int64_t i = begin; i < end; ++i) {
-        const auto w = qkv5[i];  // [N, 3, heads, hd]
-        const auto q = w.select(1, 0).transpose(0, 1);
-        const auto k = w.select(1, 1).transpose(0, 1);
-        const auto v = w.select(1, 2).transpose(0, 1);
-        auto p = probs[i];
-        logits.copy_(bias_all[i % nw]);
-        logits.baddbmm_(q, k.transpose(1, 2), 1.0, scale);
-        at::_softmax_out(p, logits, -1, false);
-        auto o = out[i].view({n, heads, hd}).transpose(0, 1);
-        at::bmm_out(o, p, v);
-      }
-    });
+    auto probs = at::empty({qkv5.size(0), qkv5.size(3), qkv5.size(1), qkv5.size(1)},
+                           qkv5.options());
+    auto out = windowwise_attention(qkv5, bias, mask, scale, &probs);
     ctx->save_for_backward({qkv5, probs});
     ctx->saved_data["scale"] = scale;
     return out;
@@ -347,9 +362,9 @@ torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& windows,
       windows.scalar_type() == torch::kFloat) {
     if (no_autograd) return forward_windowwise(windows, mask);
     const auto qkv5 = qkv(windows).view({b, n, 3, num_heads, c / num_heads});
-    const auto x = WindowAttentionFunction::apply(qkv5, relative_position_bias(),
-                                                  mask.defined() ? mask.detach() : at::empty({0}, windows.options()),
-                                                  scale);
+    const auto no_mask = at::empty({0}, windows.options());
+    const auto x = WindowAttentionFunction::apply(
+        qkv5, relative_position_bias(), mask.defined() ? mask.detach() : no_mask, scale);
     return proj_drop > 0.0 ? at::dropout(proj(x), proj_drop, is_training()) : proj(x);
   }
   const auto qkv_out =
@@ -376,36 +391,11 @@ torch::Tensor WindowAttentionImpl::forward(const torch::Tensor& windows,
 
 torch::Tensor WindowAttentionImpl::forward_windowwise(const torch::Tensor& windows,
                                                       const torch::Tensor& mask) {
-  // Without autograd: one window at a time in each thread (single-threaded BLAS calls on
-  // [heads, N, hd] strided views of the qkv output, no copies of q, k, v), the bias and mask
-  // added by the GEMM itself (beta = 1), the logits kept in a per-thread buffer that stays in
-  // cache, and A V written straight into the [B_, N, C] layout the projection reads.
   WICO_CHECK(!at::GradMode::is_enabled(),
              "forward_windowwise has no autograd: call it under NoGradGuard or InferenceMode");
   const auto b = windows.size(0), n = windows.size(1), c = windows.size(2);
-  const auto hd = c / num_heads;
-  const auto qkv5 = qkv(windows).view({b, n, 3, num_heads, hd});
-  const auto bias = relative_position_bias();  // [heads, N, N]
-  const auto bias_all = (mask.defined() ? mask.unsqueeze(1) + bias.unsqueeze(0) : bias.unsqueeze(0))
-                            .contiguous();  // [nW or 1, heads, N, N]
-  const auto nw = bias_all.size(0);
-  auto out = at::empty({b, n, c}, windows.options());
-  at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
-    auto logits = at::empty({num_heads, n, n}, windows.options());
-    auto probs = at::empty({num_heads, n, n}, windows.options());
-    for (std::int64_t i = begin; i < end; ++i) {
-      const auto w = qkv5[i];                         // [N, 3, heads, hd]
-      const auto q = w.select(1, 0).transpose(0, 1);  // [heads, N, hd], rows 3C apart
-      const auto k = w.select(1, 1).transpose(0, 1);
-      const auto v = w.select(1, 2).transpose(0, 1);
-      logits.copy_(bias_all[i % nw]);
-      logits.baddbmm_(q, k.transpose(1, 2), 1.0, scale);
-      at::_softmax_out(probs, logits, -1, false);
-      auto o = out[i].view({n, num_heads, hd}).transpose(0, 1);  // [heads, N, hd] view
-      at::bmm_out(o, probs, v);
-    }
-  });
-  return proj(out);
+  const auto qkv5 = qkv(windows).view({b, n, 3, num_heads, c / num_heads});
+  return proj(windowwise_attention(qkv5, relative_position_bias(), mask, scale, nullptr));
 }
 
 // ---- MLP, block ---------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ Shape shape_of(const PlanKey& key) {
 }
 
 // Builds every primitive of the shape; ok stays false when oneDNN has no Winograd kernel for it
-// (channels not a multiple of 16, a CPU without AVX-512, ...).
+// (a CPU without AVX-512, a shape its kernels reject).
 Plan make_plan(const PlanKey& key) {
   Plan plan;
   const Shape s = shape_of(key);
@@ -142,6 +142,12 @@ memory in_layout(memory from, const memory::desc& want, dnnl::stream& stream) {
   return to;
 }
 
+// Where a primitive writes the result meant for `user`: `user` itself when the layouts agree, else
+// scratch memory that copy_out reorders into `user`.
+memory output_for(const memory& user, const memory::desc& want) {
+  return want == user.get_desc() ? user : memory(want, cpu_engine());
+}
+
 void copy_out(memory from, memory to, dnnl::stream& stream) {
   if (from.get_data_handle() == to.get_data_handle()) return;
   dnnl::reorder(from, to).execute(stream, from, to);
@@ -168,9 +174,7 @@ torch::Tensor run_forward(const torch::Tensor& input, const torch::Tensor& weigh
   const memory wei =
       in_layout(plain(weight, s.weights, Tag::oihw), plan.forward_pd.weights_desc(), stream);
   const memory user_dst = plain(out, s.dst, Tag::nchw);
-  const memory dst = plan.forward_pd.dst_desc() == user_dst.get_desc()
-                         ? user_dst
-                         : memory(plan.forward_pd.dst_desc(), cpu_engine());
+  const memory dst = output_for(user_dst, plan.forward_pd.dst_desc());
   ++g_forward_count;
   plan.forward.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
   copy_out(dst, user_dst, stream);
@@ -195,9 +199,7 @@ std::pair<torch::Tensor, torch::Tensor> run_backward(const torch::Tensor& input,
     const memory wei = in_layout(plain(weight, s.weights, Tag::oihw),
                                  plan.backward_data_pd.weights_desc(), stream);
     const memory user_diff_src = plain(grad_input, s.src, Tag::nchw);
-    const memory diff_src = plan.backward_data_pd.diff_src_desc() == user_diff_src.get_desc()
-                                ? user_diff_src
-                                : memory(plan.backward_data_pd.diff_src_desc(), cpu_engine());
+    const memory diff_src = output_for(user_diff_src, plan.backward_data_pd.diff_src_desc());
     plan.backward_data.execute(
         stream,
         {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DIFF_SRC, diff_src}});
@@ -211,9 +213,7 @@ std::pair<torch::Tensor, torch::Tensor> run_backward(const torch::Tensor& input,
                           : in_layout(user_grad, pd.diff_dst_desc(), stream);
     const memory src = in_layout(plain(input, s.src, Tag::nchw), pd.src_desc(), stream);
     const memory user_diff_w = plain(grad_weight, s.weights, Tag::oihw);
-    const memory diff_w = pd.diff_weights_desc() == user_diff_w.get_desc()
-                              ? user_diff_w
-                              : memory(pd.diff_weights_desc(), cpu_engine());
+    const memory diff_w = output_for(user_diff_w, pd.diff_weights_desc());
     plan.backward_weights.execute(
         stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dd}, {DNNL_ARG_DIFF_WEIGHTS, diff_w}});
     copy_out(diff_w, user_diff_w, stream);

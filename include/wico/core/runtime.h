@@ -29,8 +29,9 @@ int available_cores();
 
 // Which kernel computes 3x3 stride-1 float convolutions on the CPU (runtime.conv_algorithm;
 // wico/nn/winograd_conv.h computes them):
-//   kAuto:     oneDNN's Winograd F(4x4, 3x3) where this CPU has it and the product is large enough
-//              to pay for the layout changes; LibTorch's direct kernel otherwise.
+//   kAuto:     oneDNN's Winograd F(4x4, 3x3) where this CPU has it and the output has at least
+//              24x24 pixels (smaller maps do not pay for the layout changes); LibTorch's direct
+//              kernel otherwise.
 //   kDirect:   always LibTorch's own convolution (what the Python originals run).
 //   kWinograd: Winograd wherever oneDNN accepts the shape, whatever its size.
 enum class ConvAlgorithm { kAuto, kDirect, kWinograd };

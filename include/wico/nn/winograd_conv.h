@@ -6,7 +6,7 @@
 // bottom-up backends spend half of their work in such convolutions at 1/4 resolution. The module
 // keeps its torch::nn::Conv2d (same parameters, same names, same state dict); only the kernel
 // that computes it changes, and every case Winograd cannot take (CUDA, other dtypes, strides,
-// dilation, groups, channel counts oneDNN rejects, a build without oneDNN) runs the module's own
+// dilation, groups, shapes oneDNN rejects, a build without oneDNN) runs the module's own
 // forward.
 #pragma once
 
@@ -17,7 +17,7 @@
 namespace wico::nn {
 
 // runtime.conv_algorithm (wico/core/runtime.h) chooses: auto (Winograd where oneDNN provides it on
-// this CPU and the product is large enough for it to pay), direct (LibTorch's own kernel, as the
+// this CPU and the output has at least 24x24 pixels), direct (LibTorch's own kernel, as the
 // Python originals run), winograd (wherever oneDNN accepts the shape).
 
 // True when this build links oneDNN and oneDNN has a Winograd kernel for this CPU.
