@@ -1,6 +1,6 @@
 // `wico bench conv`: 3x3 stride-1 convolutions through LibTorch's direct kernel (what the Python
-// originals run) against oneDNN's Winograd (wico/nn/winograd_conv.h), forward and forward +
-// backward, on the shapes the models run at paper size (LAVT's decoder and ResNet-50's 3x3s at a
+// originals run) against our Winograd and oneDNN's (wico/nn/winograd_conv.h), forward and
+// forward + backward, on the shapes the models run at paper size (LAVT's decoder and ResNet-50's 3x3s at a
 // 480x480 input) and small ones; with the relative difference of the outputs and what
 // runtime.conv_algorithm=auto picks for each.
 #include <ATen/ATen.h>
@@ -55,40 +55,57 @@ nlohmann::json bench_conv(const BenchContext& ctx) {
       {"ResNet-50 res4 3x3", 1, 256, 256, 30},
       {"ResNet-50 res5 3x3", 1, 512, 512, 15},
       {"small", 1, 64, 64, 32},
+      {"tiny", 1, 32, 32, 16},
   };
   if (ctx.quick)
     shapes = {{"LAVT decoder conv2_3 (1/8)", 1, 512, 512, 60}, {"small", 1, 64, 64, 32}};
   const ConvAlgorithm saved = conv_algorithm();
+  const bool onednn = nn::onednn_winograd_available();
   nlohmann::json result = {{"benchmark", "conv"},
-                           {"winograd_available", nn::winograd_available()},
+                           {"onednn_winograd_available", onednn},
                            {"rows", nlohmann::json::array()}};
-  std::cout << fmt::format("{:<30} {:>22} {:>9} {:>9} {:>7} {:>10} {:>10} {:>7} {:>9} {:>5}\n",
-                           "shape", "N x C -> O @ HxW", "fwd dir", "fwd wino", "ratio", "step dir",
-                           "step wino", "ratio", "rel diff", "auto");
+  std::cout << fmt::format("{:<28} {:>22} {:>9} {:>9} {:>6} {:>9} {:>9} {:>6} {:>8} {:>9} {:>9} "
+                           "{:>6}\n",
+                           "shape", "N x C -> O @ HxW", "fwd dir", "fwd wino", "ratio",
+                           "step dir", "step wino", "ratio", "rel diff", "fwd 1dnn",
+                           "step 1dnn", "auto");
+  auto kernel_name = [](nn::ConvKernel k) {
+    return k == nn::ConvKernel::kWinograd         ? "wino"
+           : k == nn::ConvKernel::kOneDnnWinograd ? "1dnn"
+                                                  : "dir";
+  };
   torch::manual_seed(0);
   for (const auto& s : shapes) {
     torch::nn::Conv2d conv(torch::nn::Conv2dOptions(s.in, s.out, 3).padding(1).bias(false));
     const auto x = torch::randn({s.batch, s.in, s.size, s.size});
     set_conv_algorithm(ConvAlgorithm::kAuto);
-    const bool auto_picks = nn::uses_winograd(conv, x);
-    set_conv_algorithm(ConvAlgorithm::kWinograd);
-    const bool possible = nn::uses_winograd(conv, x);
+    const nn::ConvKernel auto_picks = nn::conv_kernel_for(conv, x);
+    set_conv_algorithm(ConvAlgorithm::kOneDnnWinograd);
+    const bool onednn_takes_it = nn::uses_winograd(conv, x);
     const auto [fwd_direct, step_direct] = time_conv(conv, x, ConvAlgorithm::kDirect, ctx);
-    double fwd_wino = 0, step_wino = 0, diff = 0;
-    if (possible) {
-      std::tie(fwd_wino, step_wino) = time_conv(conv, x, ConvAlgorithm::kWinograd, ctx);
+    const auto [fwd_wino, step_wino] = time_conv(conv, x, ConvAlgorithm::kWinograd, ctx);
+    double diff = 0;
+    {
       const torch::NoGradGuard no_grad;
-      const auto direct = conv->forward(x);  // time_conv left the choice at Winograd
+      const auto direct = conv->forward(x);  // time_conv left the choice at our Winograd
       diff = (nn::conv2d(conv, x) - direct).abs().max().item<double>() /
              direct.abs().max().item<double>();
+    }
+    double fwd_onednn = 0, step_onednn = 0;
+    if (onednn_takes_it) {
+      std::tie(fwd_onednn, step_onednn) =
+          time_conv(conv, x, ConvAlgorithm::kOneDnnWinograd, ctx);
     }
     const std::string dims =
         fmt::format("{} x {} -> {} @ {}x{}", s.batch, s.in, s.out, s.size, s.size);
     auto ratio = [](double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : "-"; };
+    auto seconds = [](double t) { return t > 0 ? fmt::format("{:.4f}s", t) : "-"; };
     std::cout << fmt::format(
-        "{:<30} {:>22} {:>8.4f}s {:>8.4f}s {:>7} {:>9.4f}s {:>9.4f}s {:>7} {:>9.1e} {:>5}\n",
+        "{:<28} {:>22} {:>8.4f}s {:>8.4f}s {:>6} {:>8.4f}s {:>8.4f}s {:>6} {:>8.1e} {:>9} {:>9} "
+        "{:>6}\n",
         s.where, dims, fwd_direct, fwd_wino, ratio(fwd_direct, fwd_wino), step_direct, step_wino,
-        ratio(step_direct, step_wino), diff, auto_picks ? "wino" : "dir");
+        ratio(step_direct, step_wino), diff, seconds(fwd_onednn), seconds(step_onednn),
+        kernel_name(auto_picks));
     result["rows"].push_back({{"shape", s.where},
                               {"batch", s.batch},
                               {"in", s.in},
@@ -98,13 +115,15 @@ nlohmann::json bench_conv(const BenchContext& ctx) {
                               {"forward_winograd_s", fwd_wino},
                               {"step_direct_s", step_direct},
                               {"step_winograd_s", step_wino},
+                              {"forward_onednn_winograd_s", fwd_onednn},
+                              {"step_onednn_winograd_s", step_onednn},
                               {"relative_difference", diff},
-                              {"auto_winograd", auto_picks}});
+                              {"auto", kernel_name(auto_picks)}});
   }
   set_conv_algorithm(saved);
-  if (!nn::winograd_available()) {
-    std::cout << "oneDNN's Winograd is not available in this build or on this CPU: every 3x3 "
-                 "convolution runs the direct kernel.\n";
+  if (!onednn) {
+    std::cout << "oneDNN's Winograd is not available in this build or on this CPU (it needs "
+                 "AVX-512): auto chooses between ours and the direct kernel.\n";
   }
   return result;
 }

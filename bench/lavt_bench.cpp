@@ -115,13 +115,22 @@ nlohmann::json bench_lavt_against(const BenchContext& ctx, std::int64_t size) {
   };
   const double train_s = median_seconds(train_step, std::max(1, ctx.repeats / 2), 1);
   // WICO_BENCH_PROFILE=FILE: one more training step under LibTorch's profiler, written as a
-  // Chrome trace (chrome://tracing, or summed by name) for the "where the time goes" figures.
+  // Chrome trace (chrome://tracing, or summed by name) for the "where the time goes" figures,
+  // and one more forward (eval mode, inference) into FILE.forward.json.
   if (const char* profile = std::getenv("WICO_BENCH_PROFILE"); profile && *profile) {
     {
       const torch::autograd::profiler::RecordProfile guard(profile);
       train_step();
     }
-    std::cout << "profile of one training step: " << profile << "\n";
+    const std::string forward_profile = std::string(profile) + ".forward.json";
+    ours.eval();
+    {
+      const torch::autograd::profiler::RecordProfile guard(forward_profile);
+      const c10::InferenceMode inference;
+      (void)ours.backend->forward(batch);
+    }
+    std::cout << "profile of one training step: " << profile << ", of one forward: "
+              << forward_profile << "\n";
   }
   const double their_forward = original["forward_s"].get<double>();
   const double their_train = original["train_step_s"].get<double>();

@@ -12,9 +12,10 @@ void add_core_keys(Schema& schema) {
       .integer("runtime.threads", 0, "CPU threads for LibTorch, OpenMP and BLAS; 0: all cores",
                0, 1024)
       .text("runtime.conv_algorithm", "auto",
-            "3x3 stride-1 CPU convolutions: auto (oneDNN's Winograd where it pays), direct "
-            "(LibTorch's kernel, as the Python originals), winograd (wherever oneDNN takes it)",
-            {"auto", "direct", "winograd"})
+            "3x3 stride-1 CPU convolutions: auto (Winograd where it pays: oneDNN's on AVX-512 "
+            "CPUs, else ours), direct (LibTorch's kernel, as the Python originals), winograd "
+            "(ours, any size), onednn_winograd (oneDNN's, wherever it takes the shape)",
+            {"auto", "direct", "winograd", "onednn_winograd"})
       .add({"runtime.device", ValueType::kString, std::string("auto"),
             "auto | cpu | cuda | cuda:N (auto: CUDA when available, else CPU)", {}, {}, {},
             [](const Value& v) { return check_device_name(std::get<std::string>(v)); }})

@@ -78,14 +78,17 @@ ConvAlgorithm parse_conv_algorithm(const std::string& name) {
   if (name == "auto") return ConvAlgorithm::kAuto;
   if (name == "direct") return ConvAlgorithm::kDirect;
   if (name == "winograd") return ConvAlgorithm::kWinograd;
-  throw ConfigError("runtime.conv_algorithm: expected auto, direct or winograd, got '" + name +
-                    "'");
+  if (name == "onednn_winograd") return ConvAlgorithm::kOneDnnWinograd;
+  throw ConfigError(
+      "runtime.conv_algorithm: expected auto, direct, winograd or onednn_winograd, got '" + name +
+      "'");
 }
 
 std::string conv_algorithm_name(ConvAlgorithm algorithm) {
   switch (algorithm) {
     case ConvAlgorithm::kDirect: return "direct";
     case ConvAlgorithm::kWinograd: return "winograd";
+    case ConvAlgorithm::kOneDnnWinograd: return "onednn_winograd";
     case ConvAlgorithm::kAuto: break;
   }
   return "auto";

@@ -1,9 +1,11 @@
-// oneDNN's Winograd convolution behind an autograd function. The only translation unit that
-// includes oneDNN (CMakeLists.txt gives it WICO_HAVE_DNNL when libdnnl-dev is found).
+// The choice of kernel for 3x3 convolutions, and oneDNN's Winograd convolution behind an autograd
+// function (our own Winograd is winograd_gemm.cpp). The only translation unit that includes
+// oneDNN (CMakeLists.txt gives it WICO_HAVE_DNNL when libdnnl-dev is found).
 #include "wico/nn/winograd_conv.h"
 
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -18,14 +20,25 @@
 #endif
 
 namespace wico::nn {
+
+namespace detail {
+std::atomic<std::uint64_t>& winograd_counter() {
+  static std::atomic<std::uint64_t> count{0};
+  return count;
+}
+}  // namespace detail
+
 namespace {
 
-std::atomic<std::uint64_t> g_forward_count{0};
-
-// Below this output size oneDNN's 4x4 tiles and the layout changes eat the saving (measured with
-// `wico bench conv`: a 512-channel 15x15 map is even, a 64-channel 32x32 one 1.6x faster, LAVT's
-// decoder convolutions at 30x30 to 120x120 1.5-3.8x faster).
+// Below this output size the 4x4 tiles and the layout changes eat the saving, for oneDNN's
+// Winograd (measured with `wico bench conv` on an AVX-512 EPYC: a 512-channel 15x15 map is even,
+// a 64-channel 32x32 one 1.6x faster, LAVT's decoder convolutions at 30x30 to 120x120 1.5-3.8x
+// faster) and for ours (winograd_gemm.cpp; on a 2-core AVX2 EPYC: 512 channels at 15x15 0.7x,
+// LAVT's 1536-channel 30x30 convolution 1.7x, its 1/4-resolution ones 2.6-3.1x).
 constexpr std::int64_t kAutoMinOutputPixels = 24 * 24;
+// Ours also needs enough channels: the tile transforms cost grows with C + O, the products' with
+// C x O (64 channels at 32x32 or 120x120: 0.9x forward).
+constexpr std::int64_t kAutoMinChannelsGemm = 128;
 
 bool shape_eligible(const torch::Tensor& x, const torch::nn::Conv2dImpl& conv) {
   const auto& o = conv.options;
@@ -157,7 +170,7 @@ const Plan& checked_plan(const torch::Tensor& input, const torch::Tensor& weight
                          std::int64_t padding) {
   const Plan& plan = plan_for(key_of(input, weight, padding));
   if (!plan.ok) {
-    throw Error("winograd_conv3x3: oneDNN has no Winograd kernel for input " +
+    throw Error("onednn_winograd_conv3x3: oneDNN has no Winograd kernel for input " +
                 c10::str(input.sizes()) + " and weight " + c10::str(weight.sizes()) +
                 " on this CPU");
   }
@@ -175,7 +188,7 @@ torch::Tensor run_forward(const torch::Tensor& input, const torch::Tensor& weigh
       in_layout(plain(weight, s.weights, Tag::oihw), plan.forward_pd.weights_desc(), stream);
   const memory user_dst = plain(out, s.dst, Tag::nchw);
   const memory dst = output_for(user_dst, plan.forward_pd.dst_desc());
-  ++g_forward_count;
+  ++detail::winograd_counter();
   plan.forward.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
   copy_out(dst, user_dst, stream);
   stream.wait();
@@ -252,9 +265,9 @@ bool plan_available(const torch::Tensor& x, const torch::nn::Conv2dImpl& conv) {
 
 }  // namespace
 
-std::uint64_t winograd_forward_count() { return g_forward_count; }
+std::uint64_t winograd_forward_count() { return detail::winograd_counter(); }
 
-bool winograd_available() {
+bool onednn_winograd_available() {
 #ifdef WICO_HAVE_DNNL
   // A shape every Winograd kernel takes; the answer is about the CPU and the build.
   static const bool available = plan_for(PlanKey{1, 16, 16, 8, 8, 1}).ok;
@@ -264,30 +277,48 @@ bool winograd_available() {
 #endif
 }
 
-bool uses_winograd(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
-#ifdef WICO_HAVE_DNNL
+ConvKernel conv_kernel_for(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
   const ConvAlgorithm algorithm = conv_algorithm();
-  if (algorithm == ConvAlgorithm::kDirect || !shape_eligible(x, *conv)) return false;
-  if (algorithm == ConvAlgorithm::kAuto) {
-    const std::int64_t p = padding_of(*conv);
-    if ((x.size(2) + 2 * p - 2) * (x.size(3) + 2 * p - 2) < kAutoMinOutputPixels) return false;
-  }
-  return plan_available(x, *conv);
+  if (algorithm == ConvAlgorithm::kDirect || !shape_eligible(x, *conv)) return ConvKernel::kDirect;
+  const std::int64_t p = padding_of(*conv);
+  const std::int64_t out_h = x.size(2) + 2 * p - 2, out_w = x.size(3) + 2 * p - 2;
+  if (out_h < 1 || out_w < 1) return ConvKernel::kDirect;  // the module's own error
+  const bool onednn_takes_it =
+#ifdef WICO_HAVE_DNNL
+      algorithm != ConvAlgorithm::kWinograd && onednn_winograd_available() &&
+      plan_available(x, *conv);
 #else
-  (void)conv;
-  (void)x;
-  return false;
+      false;
 #endif
+  switch (algorithm) {
+    case ConvAlgorithm::kWinograd: return ConvKernel::kWinograd;
+    case ConvAlgorithm::kOneDnnWinograd:
+      return onednn_takes_it ? ConvKernel::kOneDnnWinograd : ConvKernel::kDirect;
+    case ConvAlgorithm::kAuto:
+      if (onednn_takes_it && out_h * out_w >= kAutoMinOutputPixels) {
+        return ConvKernel::kOneDnnWinograd;
+      }
+      return out_h * out_w >= kAutoMinOutputPixels &&
+                     std::min(x.size(1), conv->weight.size(0)) >= kAutoMinChannelsGemm
+                 ? ConvKernel::kWinograd
+                 : ConvKernel::kDirect;
+    case ConvAlgorithm::kDirect: break;
+  }
+  return ConvKernel::kDirect;
 }
 
-torch::Tensor winograd_conv3x3(const torch::Tensor& input, const torch::Tensor& weight,
-                               const torch::Tensor& bias, std::int64_t padding) {
+bool uses_winograd(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  return conv_kernel_for(conv, x) != ConvKernel::kDirect;
+}
+
+torch::Tensor onednn_winograd_conv3x3(const torch::Tensor& input, const torch::Tensor& weight,
+                                      const torch::Tensor& bias, std::int64_t padding) {
   if (input.dim() != 4 || weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
       input.size(1) != weight.size(1) || !input.device().is_cpu() ||
       input.scalar_type() != torch::kFloat || weight.scalar_type() != torch::kFloat ||
       padding < 0 || padding > 1) {
     throw Error(
-        "winograd_conv3x3: expected a float32 CPU input [N, C, H, W], a weight [O, C, 3, "
+        "onednn_winograd_conv3x3: expected a float32 CPU input [N, C, H, W], a weight [O, C, 3, "
         "3] and padding 0 or 1; got input " +
         c10::str(input.sizes()) + ", weight " + c10::str(weight.sizes()) + ", padding " +
         std::to_string(padding));
@@ -298,16 +329,21 @@ torch::Tensor winograd_conv3x3(const torch::Tensor& input, const torch::Tensor& 
   return out;
 #else
   (void)bias;
-  throw Error("winograd_conv3x3: this build has no oneDNN (install libdnnl-dev and reconfigure)");
+  throw Error(
+      "onednn_winograd_conv3x3: this build has no oneDNN (install libdnnl-dev and reconfigure)");
 #endif
 }
 
 torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
-  if (!uses_winograd(conv, x)) {
-    torch::nn::Conv2d module = conv;  // the holder's operator-> is const on a const holder
-    return module->forward(x);
+  switch (conv_kernel_for(conv, x)) {
+    case ConvKernel::kWinograd:
+      return winograd_conv3x3(x, conv->weight, conv->bias, padding_of(*conv));
+    case ConvKernel::kOneDnnWinograd:
+      return onednn_winograd_conv3x3(x, conv->weight, conv->bias, padding_of(*conv));
+    case ConvKernel::kDirect: break;
   }
-  return winograd_conv3x3(x, conv->weight, conv->bias, padding_of(*conv));
+  torch::nn::Conv2d module = conv;  // the holder's operator-> is const on a const holder
+  return module->forward(x);
 }
 
 }  // namespace wico::nn

@@ -118,7 +118,7 @@ void expect_matches_the_original(ConvAlgorithm algorithm) {
   }
   // Forced Winograd takes all six of the decoder's 3x3 convolutions, twice over (square and
   // rectangular inputs).
-  if (algorithm == ConvAlgorithm::kWinograd) {
+  if (algorithm != ConvAlgorithm::kDirect) {
     EXPECT_EQ(nn::winograd_forward_count() - winograd_before, 12u);
   }
   set_conv_algorithm(saved);
@@ -129,8 +129,12 @@ TEST(LavtRis, ReleasedLayoutLoadsStrictlyAndMatchesTheOriginal) {
 }
 
 TEST(LavtRis, MatchesTheOriginalWithWinogradDecoderConvolutions) {
-  if (!nn::winograd_available()) GTEST_SKIP() << "this build or CPU has no oneDNN Winograd";
   expect_matches_the_original(ConvAlgorithm::kWinograd);
+}
+
+TEST(LavtRis, MatchesTheOriginalWithOneDnnWinogradDecoderConvolutions) {
+  if (!nn::onednn_winograd_available()) GTEST_SKIP() << "this build or CPU has no oneDNN Winograd";
+  expect_matches_the_original(ConvAlgorithm::kOneDnnWinograd);
 }
 
 TEST(LavtRis, TrainingAfterAnInferenceModeForwardWorks) {

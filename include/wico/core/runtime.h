@@ -29,12 +29,14 @@ int available_cores();
 
 // Which kernel computes 3x3 stride-1 float convolutions on the CPU (runtime.conv_algorithm;
 // wico/nn/winograd_conv.h computes them):
-//   kAuto:     oneDNN's Winograd F(4x4, 3x3) where this CPU has it and the output has at least
-//              24x24 pixels (smaller maps do not pay for the layout changes); LibTorch's direct
-//              kernel otherwise.
-//   kDirect:   always LibTorch's own convolution (what the Python originals run).
-//   kWinograd: Winograd wherever oneDNN accepts the shape, whatever its size.
-enum class ConvAlgorithm { kAuto, kDirect, kWinograd };
+//   kAuto:           where the output has at least 24x24 pixels, oneDNN's Winograd where this
+//                    CPU has it (AVX-512), else ours where both channel counts are at least 128;
+//                    else LibTorch's direct kernel (smaller maps and narrow layers do not pay for
+//                    the tile transforms; wico/nn/winograd_conv.cpp has the measurements).
+//   kDirect:         always LibTorch's own convolution (what the Python originals run).
+//   kWinograd:       our Winograd F(4x4, 3x3) (tile transforms + BLAS products), any size.
+//   kOneDnnWinograd: oneDNN's Winograd wherever it accepts the shape, else the direct kernel.
+enum class ConvAlgorithm { kAuto, kDirect, kWinograd, kOneDnnWinograd };
 ConvAlgorithm parse_conv_algorithm(const std::string& name);  // throws ConfigError
 std::string conv_algorithm_name(ConvAlgorithm algorithm);
 void set_conv_algorithm(ConvAlgorithm algorithm);  // process-wide
