@@ -65,6 +65,8 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     Candidate c;
     c.ann_id = ann_id;
     c.category_id = ann.category_id;
+    c.class_index = data_.class_index(ann.category_id);
+    c.iscrowd = ann.iscrowd;
     c.box = ann.bbox;
     const bool is_target = ann_id == ref->ann_id;
     try {

@@ -19,7 +19,7 @@ Batch Batch::to(const c10::Device& device) const {
   Batch b = *this;
   for (at::Tensor* t : {&b.images, &b.targets, &b.token_ids, &b.attention_mask,
                         &b.candidate_masks, &b.candidate_boxes, &b.candidate_classes,
-                        &b.candidate_valid, &b.target_index}) {
+                        &b.candidate_valid, &b.candidate_crowd, &b.target_index}) {
     if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
   }
   return b;
@@ -205,6 +205,7 @@ struct Prepared {
   std::vector<cv::Mat1b> candidate_masks;
   std::vector<std::array<float, 4>> boxes;
   std::vector<std::int64_t> classes;
+  std::vector<bool> crowd;
   std::int64_t target_index = 0;
 };
 
@@ -267,7 +268,8 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
     for (const auto& c : s.candidates) {
       p.candidate_masks.push_back(resize_mask(c.mask, plan));
       p.boxes.push_back(map_box(c.box, plan));
-      p.classes.push_back(c.category_id);
+      p.classes.push_back(c.class_index);
+      p.crowd.push_back(c.iscrowd);
     }
     p.target_index = s.target_index;
     prepared.push_back(std::move(p));
@@ -296,6 +298,7 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
   batch.candidate_boxes = zeros({B, N, 4}, at::kFloat);
   batch.candidate_classes = zeros({B, N}, at::kLong);
   batch.candidate_valid = zeros({B, N}, at::kBool);
+  batch.candidate_crowd = zeros({B, N}, at::kBool);
   batch.target_index = at::empty({B}, at::kLong);
   const std::size_t plane = static_cast<std::size_t>(S) * S;
   for (std::int64_t b = 0; b < B; ++b) {
@@ -315,6 +318,7 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
       std::copy(p.boxes[n].begin(), p.boxes[n].end(), batch.candidate_boxes.data_ptr<float>() + i * 4);
       batch.candidate_classes.data_ptr<std::int64_t>()[i] = p.classes[n];
       batch.candidate_valid.data_ptr<bool>()[i] = true;
+      batch.candidate_crowd.data_ptr<bool>()[i] = p.crowd[n];
     }
   }
   return batch;

@@ -148,6 +148,10 @@ ReferDataset ReferDataset::load(const fs::path& root, const std::string& dataset
                    cat.value("supercategory", std::string())};
     d.categories_[c.id] = std::move(c);
   }
+  for (const auto& [id, category] : d.categories_) {
+    const auto index = static_cast<std::int64_t>(d.class_index_.size());
+    d.class_index_[id] = index;
+  }
 
   const fs::path refs_path = d.refs_file();
   if (!fs::is_regular_file(refs_path)) throw Error("missing file '" + refs_path.string() + "'");
@@ -215,6 +219,14 @@ const CocoCategory& ReferDataset::category(std::int64_t id) const {
   auto it = categories_.find(id);
   if (it == categories_.end()) {
     throw Error(instances_file().string() + " has no category " + std::to_string(id));
+  }
+  return it->second;
+}
+
+std::int64_t ReferDataset::class_index(std::int64_t category_id) const {
+  auto it = class_index_.find(category_id);
+  if (it == class_index_.end()) {
+    throw Error(instances_file().string() + " has no category " + std::to_string(category_id));
   }
   return it->second;
 }

@@ -82,9 +82,9 @@ namespace wico {
 void add_top_down_keys(Schema& schema) {
   schema.text("top_down.extractor", "mask2former", "the instance extractor (a registered name)")
       .text("top_down.matcher", "mattnet", "the instance matcher (a registered name)")
-      .integer("top_down.num_classes", 90,
-               "instance classes; class index = category id - 1 (COCO ids reach 90, the "
-               "synthetic set's 6)", 1)
+      .integer("top_down.num_classes", 80,
+               "instance classes: the categories of instances.json, indexed contiguously in "
+               "the order of their ids (COCO: 80, the synthetic set: 6)", 1)
       .integer("top_down.top_k", 20, "detections kept per image as the matcher's candidates", 1)
       .text("top_down.train_candidates", "ground_truth",
             "the matcher's candidates in training: ground_truth (MAttNet) or predicted",

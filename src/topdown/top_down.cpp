@@ -33,7 +33,7 @@ InstanceCandidates ground_truth_candidates(const data::Batch& batch) {
   c.masks = batch.candidate_masks.to(at::kFloat);
   c.boxes = batch.candidate_boxes / size;
   c.valid = batch.candidate_valid;
-  c.classes = (batch.candidate_classes - 1).clamp_min(0).masked_fill(c.valid.logical_not(), 0);
+  c.classes = batch.candidate_classes.masked_fill(c.valid.logical_not(), 0);
   c.scores = c.valid.to(at::kFloat);
   return c;
 }
@@ -70,12 +70,21 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
       const std::int64_t top = truth.classes.max().item<std::int64_t>();
       if (top >= num_classes_) {
         throw ConfigError("top_down.num_classes is " + std::to_string(num_classes_) +
-                          " but the data has category id " + std::to_string(top + 1) +
-                          " (class index = category id - 1)");
+                          " but the data has class index " + std::to_string(top) +
+                          " (the category's position among instances.json's categories "
+                          "sorted by id; COCO's 80 categories need 80)");
       }
     }
   }
-  if (with_losses) out.losses = extractor_->loss(extracted, truth);
+  if (with_losses) {
+    // The extractor learns every instance but COCO's crowd regions, as Mask2Former's instance
+    // mapper drops iscrowd annotations; the matcher still sees them as candidates.
+    InstanceCandidates instances = truth;
+    if (batch.candidate_crowd.defined()) {
+      instances.valid = truth.valid.logical_and(batch.candidate_crowd.logical_not());
+    }
+    out.losses = extractor_->loss(extracted, instances);
+  }
   const std::int64_t size = batch.images.size(-1);
   InstanceCandidates candidates =
       on_ground_truth ? truth : extractor_->detect(extracted, top_k_, size);

@@ -1,14 +1,19 @@
 #include "wico/train/optim.h"
 
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
+#include "wico/nn/batch_norm.h"
 
 namespace wico::train {
 
@@ -57,12 +62,46 @@ bool matches_any(const std::string& name, const std::vector<std::regex>& pattern
                      [&](const std::regex& r) { return std::regex_search(name, r); });
 }
 
+bool is_norm(const torch::nn::Module& m) {
+  return dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
+         dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) ||
+         dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&m) ||
+         dynamic_cast<const torch::nn::GroupNormImpl*>(&m) ||
+         dynamic_cast<const torch::nn::LayerNormImpl*>(&m) ||
+         dynamic_cast<const torch::nn::LocalResponseNormImpl*>(&m) ||
+         dynamic_cast<const nn::BatchNormImpl*>(&m);
+}
+
+// Full names of the parameters that train.no_decay_modules exempts by their module's kind, as
+// detectron2's build_optimizer does by isinstance (norm_module_types, nn.Embedding).
+std::set<std::string> exempt_by_module(torch::nn::Module& model,
+                                       const std::vector<std::string>& kinds) {
+  const bool norms = std::count(kinds.begin(), kinds.end(), "norm") > 0;
+  const bool embeddings = std::count(kinds.begin(), kinds.end(), "embedding") > 0;
+  std::set<std::string> names;
+  if (!norms && !embeddings) return names;
+  auto add = [&](const std::string& prefix, const torch::nn::Module& m) {
+    const bool is_exempt = (norms && is_norm(m)) ||
+                           (embeddings && dynamic_cast<const torch::nn::EmbeddingImpl*>(&m));
+    if (!is_exempt) return;
+    for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+      names.insert(prefix.empty() ? p.key() : prefix + "." + p.key());
+    }
+  };
+  add("", model);  // include_self would need the model held in a shared_ptr
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    add(item.key(), *item.value());
+  }
+  return names;
+}
+
 }  // namespace
 
 OptimizerSetup build_optimizer(torch::nn::Module& model, const Config& config) {
   const auto rules = parse_group_rules(config.texts("train.param_groups"));
   const auto frozen_patterns = parse_patterns(config.texts("train.freeze"), "train.freeze");
   const auto no_decay = parse_patterns(config.texts("train.no_decay"), "train.no_decay");
+  const auto exempt = exempt_by_module(model, config.texts("train.no_decay_modules"));
   const double lr = config.real("train.lr");
   const double wd = config.real("train.weight_decay");
 
@@ -88,7 +127,7 @@ OptimizerSetup build_optimizer(torch::nn::Module& model, const Config& config) {
       setup.frozen.push_back(name);
       continue;
     }
-    const std::pair<int, bool> key{rule, matches_any(name, no_decay)};
+    const std::pair<int, bool> key{rule, exempt.count(name) > 0 || matches_any(name, no_decay)};
     if (!tensors.count(key)) order.push_back(key);
     tensors[key].push_back(p);
     names[key].push_back(name);

@@ -18,6 +18,10 @@ void add_train_keys(Schema& schema) {
              "0 freezes (e.g. 'backbone\\.=0.1')")
       .texts("train.freeze", {}, "regexes of parameter names not trained")
       .texts("train.no_decay", {}, "regexes of parameter names without weight decay")
+      .texts("train.no_decay_modules", {},
+             "kinds of module whose parameters take no weight decay: norm (batch, group, layer "
+             "norms), embedding (detectron2's WEIGHT_DECAY_NORM and WEIGHT_DECAY_EMBED of 0)",
+             {"norm", "embedding"})
       .text("train.schedule", "constant", "learning-rate schedule",
             {"constant", "poly", "multistep"})
       .real("train.poly_power", 0.9, "poly: lr * (1 - step/total)^power", 0.0)

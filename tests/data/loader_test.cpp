@@ -149,6 +149,10 @@ TEST_F(LoaderTest, BatchesHaveTheDocumentedShapes) {
     EXPECT_TRUE(at::equal(b->candidate_masks[i][t].to(at::kFloat), b->targets[i][0]));
     EXPECT_GT(b->targets[i].sum().item<float>(), 0.0f);
     EXPECT_EQ(b->info[i].target.rows, b->info[i].plan.height);
+    // Classes are contiguous indices, not category ids (the synthetic ids 1..6 -> 0..5).
+    const std::int64_t category = data_->annotation(b->info[i].ann_id).category_id;
+    EXPECT_EQ(b->candidate_classes[i][t].item<std::int64_t>(), data_->class_index(category));
+    EXPECT_EQ(data_->class_index(category), category - 1);
   }
 }
 

@@ -34,6 +34,20 @@ TEST(Refer, LoadsRealRefsWithTheirFirstSentence) {
             kLayout / "images" / "train2014" / "COCO_train2014_000000495169.jpg");
 }
 
+TEST(Refer, ClassIndicesAreContiguousInCategoryIdOrder) {
+  // RefCOCO's instances.json lists COCO's 80 categories, ids 1..90 with gaps: detectron2's
+  // contiguous ids 0..79, the layout of the released Mask2Former's 81-row class head.
+  const auto d = ReferDataset::load(kLayout, "refcoco", "unc");
+  ASSERT_EQ(d.categories().size(), 80u);
+  EXPECT_EQ(d.class_index(1), 0);
+  EXPECT_EQ(d.class_index(11), 10);
+  EXPECT_EQ(d.class_index(13), 11);  // id 12 is one of COCO's gaps
+  EXPECT_EQ(d.class_index(86), 75);  // "vase", the first ref's object
+  EXPECT_EQ(d.class_index(90), 79);
+  EXPECT_THAT(error_of([&] { (void)d.class_index(12); }),
+              HasSubstr("instances.json has no category 12"));
+}
+
 TEST(Refer, SplitRulesFollowTheReferApi) {
   const auto unc = ReferDataset::load(kLayout, "refcoco", "unc");
   EXPECT_EQ(unc.refs("train").size(), 2u);

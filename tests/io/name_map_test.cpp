@@ -225,8 +225,10 @@ TEST(NameMaps, Mask2FormerR50NamesLoadIntoOurExtractorWithNothingMissing) {
     file.tensors.emplace_back("model." + name, zero.expand(shape.get<std::vector<std::int64_t>>()));
   }
   const auto options = topdown::Mask2FormerOptions::from_config(
-      Config::defaults({"model.kind=top_down", "top_down.extractor=mask2former",
-                        "top_down.num_classes=80"}));  // the released model's 80 COCO classes
+      Config::defaults({"model.kind=top_down", "top_down.extractor=mask2former"}));
+  // The default top_down.num_classes is COCO's 80 contiguous classes: the released class_embed's
+  // 81 rows load as they are.
+  ASSERT_EQ(options.decoder.num_classes, 80);
   topdown::Mask2FormerExtractor extractor(options);
   const ImportReport report = import_weights(extractor, file, name_map("mask2former"), ImportMode::kStrict);
   EXPECT_TRUE(report.clean()) << report.table();

@@ -346,7 +346,37 @@ TEST(SetCriterionLoss, OptionsAreValidated) {
 
 // ---- instance inference ------------------------------------------------------------------------
 
-TEST(InstanceInference, PicksQueriesByClassTimesMaskScore) {
+TEST(InstanceInference, OriginalKeepsTheTopQueryClassPairs) {
+  // 2 queries, 3 classes + no object. Query 0 is likely class 0 and fairly likely class 2; query
+  // 1 is likely class 1. Mask2Former's instance_inference ranks the 6 (query, class) pairs by
+  // class probability: (0, 0) .586, (1, 1) .475, (0, 2) .355, so query 0 comes back twice.
+  const at::Tensor cls =
+      at::tensor({3.0f, 0.0f, 2.5f, 0.0f, 0.0f, 1.0f, 0.0f, 0.0f}).view({1, 2, 4});
+  at::Tensor mask = at::full({1, 2, 4, 4}, 2.0f);  // query 0: sigmoid(2) everywhere
+  mask[0][1].narrow(0, 0, 2).fill_(1.0f);           // query 1: top half 1, bottom half -5
+  mask[0][1].narrow(0, 2, 2).fill_(-5.0f);
+  const Detections d = detect_instances(cls, mask, 3, 4);  // the default: the original's
+  const at::Tensor prob = cls[0].softmax(-1);
+  const auto s = [](double x) { return 1 / (1 + std::exp(-x)); };
+  EXPECT_TRUE(at::equal(d.query_index, at::tensor({0, 1, 0}, at::kLong).view({1, 3})));
+  EXPECT_TRUE(at::equal(d.instances.classes, at::tensor({0, 1, 2}, at::kLong).view({1, 3})));
+  EXPECT_NEAR(value(d.instances.scores[0][0]), value(prob[0][0]) * s(2), 1e-6);
+  EXPECT_NEAR(value(d.instances.scores[0][1]), value(prob[1][1]) * s(1), 1e-6);
+  EXPECT_NEAR(value(d.instances.scores[0][2]), value(prob[0][2]) * s(2), 1e-6);
+  EXPECT_NEAR(value(prob[0][0]), 0.586, 1e-3);  // the hand-computed ranking above
+  EXPECT_NEAR(value(prob[1][1]), 0.475, 1e-3);
+  EXPECT_NEAR(value(prob[0][2]), 0.355, 1e-3);
+  EXPECT_TRUE(at::equal(d.instances.masks[0][0], d.instances.masks[0][2]));
+  EXPECT_TRUE(at::allclose(d.instances.boxes[0][1], at::tensor({0.0f, 0.0f, 1.0f, 0.5f})));
+  // top_k is clamped to the Q x K pairs (the original's topk would fail past them).
+  const Detections all = detect_instances(cls, mask, 100, 4);
+  EXPECT_EQ(all.query_index.size(1), 6);
+  EXPECT_EQ(all.instances.classes.size(1), 6);
+  EXPECT_EQ(parse_instance_inference("per_query"), InstanceInference::kPerQuery);
+  EXPECT_THROW(parse_instance_inference("per-query"), ConfigError);
+}
+
+TEST(InstanceInference, PerQueryPicksQueriesByClassTimesMaskScore) {
   // 3 queries, 2 classes + no object. Query 0: class 1 likely, a +-10 top-left 2x2 block on 4x4;
   // query 1: no object likely, mask all +10; query 2: class 0, mask sigmoid 0.75 everywhere.
   at::Tensor cls =
@@ -355,7 +385,7 @@ TEST(InstanceInference, PicksQueriesByClassTimesMaskScore) {
   mask[0][0].narrow(0, 0, 2).narrow(1, 0, 2).fill_(10.0f);
   mask[0][1].fill_(10.0f);
   mask[0][2].fill_(static_cast<float>(std::log(3.0)));
-  const Detections d = detect_instances(cls, mask, 2, 8);
+  const Detections d = detect_instances(cls, mask, 2, 8, InstanceInference::kPerQuery);
 
   const at::Tensor prob = cls[0].softmax(-1);
   const auto s = [](double x) { return 1 / (1 + std::exp(-x)); };
@@ -384,7 +414,7 @@ TEST(InstanceInference, EmptyMasksScoreZeroAndTopKIsClamped) {
   cls[1][0][0].fill_(5.0f);
   at::Tensor mask = at::full({2, 2, 4, 4}, 2.0f);
   mask[1][0].fill_(-3.0f);  // the most confident query of image 1 has an empty mask
-  const Detections d = detect_instances(cls, mask, 5, 4);
+  const Detections d = detect_instances(cls, mask, 5, 4, InstanceInference::kPerQuery);
   ASSERT_EQ(d.query_index.sizes(), (at::IntArrayRef{2, 2}));
   EXPECT_EQ(d.query_index[1][0].item<std::int64_t>(), 1);
   EXPECT_EQ(d.query_index[1][1].item<std::int64_t>(), 0);

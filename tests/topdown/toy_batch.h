@@ -22,7 +22,7 @@ inline data::Batch toy_instance_batch() {
       for (int k = 0; k < 4; ++k) b.candidate_boxes[i][j][k] = static_cast<float>(box[k]);
     }
   }
-  b.candidate_classes = torch::tensor({{1, 4, 6}, {2, 2, 0}}, torch::kLong);
+  b.candidate_classes = torch::tensor({{0, 3, 5}, {1, 1, 0}}, torch::kLong);  // contiguous
   b.candidate_valid = torch::tensor({{true, true, true}, {true, true, false}});
   b.target_index = torch::tensor({1, 0}, torch::kLong);
   b.targets = b.candidate_masks.index({torch::arange(B), b.target_index}).unsqueeze(1).to(torch::kFloat);

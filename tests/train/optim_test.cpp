@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+
 #include "test_util.h"
 #include "wico/core/config.h"
 #include "wico/core/error.h"
+#include "wico/nn/batch_norm.h"
 
 namespace wico::train {
 namespace {
@@ -41,6 +44,50 @@ TEST(Optim, GroupsByPatternWithMultipliersFreezingAndNoDecay) {
   set_learning_rates(*s.optimizer, s.groups, 0.5);
   EXPECT_DOUBLE_EQ(learning_rate(*s.optimizer, 0), 0.0005);
   EXPECT_DOUBLE_EQ(learning_rate(*s.optimizer, 2), 0.005);
+}
+
+// The layout detectron2's build_optimizer sees in Mask2Former: norms inside a Sequential, an
+// Embedding, and a bare Parameter that is neither.
+struct NormsAndEmbeddings : torch::nn::Module {
+  NormsAndEmbeddings() {
+    input_proj = register_module("input_proj", torch::nn::Sequential(
+                                                   torch::nn::Conv2d(4, 8, 1),
+                                                   torch::nn::GroupNorm(2, 8)));
+    query_feat = register_module("query_feat", torch::nn::Embedding(3, 8));
+    level_embed = register_parameter("level_embed", torch::zeros({2, 8}));
+    bn = register_module("bn", wico::nn::BatchNorm(8));
+    head = register_module("head", torch::nn::Linear(8, 1));
+  }
+  torch::nn::Sequential input_proj{nullptr};
+  torch::nn::Embedding query_feat{nullptr};
+  at::Tensor level_embed;
+  wico::nn::BatchNorm bn{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+
+TEST(Optim, NoDecayByModuleKindAsDetectron2) {
+  NormsAndEmbeddings net;
+  auto decay_of = [](const OptimizerSetup& s) {
+    std::map<std::string, double> decay;
+    for (const auto& g : s.groups) {
+      for (const auto& p : g.parameters) decay[p] = g.weight_decay;
+    }
+    return decay;
+  };
+  const auto both = decay_of(build_optimizer(
+      net, Config::defaults({"train.weight_decay=0.05",
+                             "train.no_decay_modules=[norm, embedding]"})));
+  const std::map<std::string, double> expected = {
+      {"input_proj.0.weight", 0.05}, {"input_proj.0.bias", 0.05}, {"input_proj.1.weight", 0.0},
+      {"input_proj.1.bias", 0.0},    {"query_feat.weight", 0.0},  {"level_embed", 0.05},
+      {"bn.weight", 0.0},            {"bn.bias", 0.0},            {"head.weight", 0.05},
+      {"head.bias", 0.05}};
+  EXPECT_EQ(both, expected);
+  const auto norms = decay_of(build_optimizer(
+      net, Config::defaults({"train.weight_decay=0.05", "train.no_decay_modules=[norm]"})));
+  EXPECT_DOUBLE_EQ(norms.at("query_feat.weight"), 0.05);
+  EXPECT_DOUBLE_EQ(norms.at("input_proj.1.weight"), 0.0);
+  EXPECT_THROW(Config::defaults({"train.no_decay_modules=[norms]"}), ConfigError);
 }
 
 TEST(Optim, FreezePatternAndEverythingFrozenIsAnError) {

@@ -20,6 +20,8 @@ namespace wico::data {
 struct Candidate {
   std::int64_t ann_id = 0;
   std::int64_t category_id = 0;
+  std::int64_t class_index = 0;  // contiguous (ReferDataset::class_index)
+  bool iscrowd = false;          // COCO's crowd flag: not an instance the extractor learns
   std::array<double, 4> box{};  // x, y, w, h
   cv::Mat1b mask;               // 0/1, original resolution
 };

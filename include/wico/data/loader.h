@@ -43,8 +43,9 @@ struct Batch {
   at::Tensor candidate_masks;    // [B, N, S, S] uint8 0/1 (N: most candidates in the batch;
                                  //   bytes, not floats: B*N*S*S is the largest thing here)
   at::Tensor candidate_boxes;    // [B, N, 4] float x1, y1, x2, y2 in input pixels
-  at::Tensor candidate_classes;  // [B, N] int64 category ids
+  at::Tensor candidate_classes;  // [B, N] int64 contiguous class indices (0 for padding)
   at::Tensor candidate_valid;    // [B, N] bool, false for padding
+  at::Tensor candidate_crowd;    // [B, N] bool, COCO's iscrowd (false for padding)
   at::Tensor target_index;       // [B] int64: which candidate is the referred object
   std::vector<SampleInfo> info;
 

@@ -77,6 +77,9 @@ class ReferDataset {
   const CocoImage& image(std::int64_t id) const;
   const CocoAnnotation& annotation(std::int64_t id) const;
   const CocoCategory& category(std::int64_t id) const;
+  // The contiguous class index of a category id: its position among instances.json's category
+  // ids sorted (detectron2's thing_dataset_id_to_contiguous_id: COCO's 80 ids 1..90 -> 0..79).
+  std::int64_t class_index(std::int64_t category_id) const;
   // Every annotation of an image: the candidate instances of the top-down branch.
   const std::vector<std::int64_t>& annotations_of_image(std::int64_t image_id) const;
   std::filesystem::path image_path(const CocoImage& image) const;
@@ -105,6 +108,7 @@ class ReferDataset {
   std::unordered_map<std::int64_t, CocoAnnotation> annotations_;
   std::unordered_map<std::int64_t, std::vector<std::int64_t>> image_annotations_;
   std::map<std::int64_t, CocoCategory> categories_;
+  std::unordered_map<std::int64_t, std::int64_t> class_index_;
 };
 
 }  // namespace wico::data

@@ -26,7 +26,8 @@ namespace wico::topdown {
 struct InstanceCandidates {
   at::Tensor masks;    // [B, N, h, w] float in [0, 1] (0/1 for ground truth); any resolution
   at::Tensor boxes;    // [B, N, 4] float x1, y1, x2, y2 as fractions of the input width/height
-  at::Tensor classes;  // [B, N] int64 class index in [0, num_classes) (category id - 1)
+  at::Tensor classes;  // [B, N] int64 contiguous class index in [0, num_classes)
+                       //   (ReferDataset::class_index: COCO's ids 1..90 -> 0..79)
   at::Tensor valid;    // [B, N] bool, false for padding
   at::Tensor scores;   // [B, N] float detection confidence (ground truth: 1); may be undefined
 

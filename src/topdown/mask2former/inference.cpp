@@ -9,8 +9,15 @@
 
 namespace wico::topdown {
 
+InstanceInference parse_instance_inference(const std::string& name) {
+  if (name == "original") return InstanceInference::kOriginal;
+  if (name == "per_query") return InstanceInference::kPerQuery;
+  throw ConfigError("mask2former.instance_inference: expected original or per_query, got '" +
+                    name + "'");
+}
+
 Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& mask_logits,
-                            std::int64_t top_k, std::int64_t size) {
+                            std::int64_t top_k, std::int64_t size, InstanceInference mode) {
   const at::NoGradGuard no_grad;
   WICO_CHECK(class_logits.dim() == 3 && class_logits.size(2) >= 2,
              "class logits must be [B, Q, K+1] with K >= 1, got ", class_logits.sizes());
@@ -20,11 +27,12 @@ Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& ma
              ", got ", mask_logits.sizes());
   WICO_CHECK(top_k > 0 && size > 0, "top_k and size must be positive, got ", top_k, " and ", size);
   const std::int64_t batch = class_logits.size(0), queries = class_logits.size(1);
-  const std::int64_t k = std::min(top_k, queries);
   const std::int64_t num_classes = class_logits.size(2) - 1;
+  const bool original = mode == InstanceInference::kOriginal;
+  const std::int64_t k = std::min(top_k, original ? queries * num_classes : queries);
 
   const at::Tensor prob = class_logits.to(at::kFloat).softmax(-1).narrow(-1, 0, num_classes);
-  const auto [class_score, label] = prob.max(-1);  // [B, Q]
+  const auto [class_score, label] = prob.max(-1);  // [B, Q]: kPerQuery's one class per query
 
   std::vector<at::Tensor> masks, classes, scores, picked;
   // One image at a time: Q masks at the output size can be large.
@@ -35,12 +43,24 @@ Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& ma
     const at::Tensor binary = (logits > 0).to(at::kFloat).flatten(1);  // [Q, size * size]
     const at::Tensor probs = logits.sigmoid();
     const at::Tensor mask_score = (probs.flatten(1) * binary).sum(1) / (binary.sum(1) + 1e-6);
-    const at::Tensor score = class_score[b] * mask_score;
-    const auto [top, index] = score.topk(k);  // sorted, descending
-    picked.push_back(index);
-    scores.push_back(top);
-    classes.push_back(label[b].index_select(0, index));
-    masks.push_back(probs.index_select(0, index));
+    at::Tensor query, cls, score;
+    if (original) {
+      // The (query, class) pairs by class probability, flattened query-major as the original's
+      // scores.flatten(0, 1).
+      const auto [top, pair] = prob[b].flatten().topk(k);
+      query = at::floor_divide(pair, num_classes);
+      cls = pair.remainder(num_classes);
+      score = top * mask_score.index_select(0, query);
+    } else {
+      const auto [top, index] = (class_score[b] * mask_score).topk(k);  // sorted, descending
+      query = index;
+      cls = label[b].index_select(0, index);
+      score = top;
+    }
+    picked.push_back(query);
+    scores.push_back(score);
+    classes.push_back(cls);
+    masks.push_back(probs.index_select(0, query));
   }
 
   Detections out;

@@ -38,6 +38,7 @@ Mask2FormerOptions Mask2FormerOptions::from_config(const Config& c) {
   d.num_classes = c.integer("top_down.num_classes");
   o.backbone_pretrained = c.text("mask2former.backbone_pretrained");
   o.pretrained = c.text("mask2former.pretrained");
+  o.instance_inference = parse_instance_inference(c.text("mask2former.instance_inference"));
   auto& cr = o.criterion;
   cr.num_classes = d.num_classes;
   cr.class_weight = c.real("mask2former.class_weight");
@@ -95,7 +96,9 @@ std::map<std::string, at::Tensor> Mask2FormerExtractor::loss(const ExtractorOutp
 
 InstanceCandidates Mask2FormerExtractor::detect(const ExtractorOutput& output, std::int64_t top_k,
                                                 std::int64_t size) {
-  return detect_instances(output.class_logits, output.mask_logits, top_k, size).instances;
+  return detect_instances(output.class_logits, output.mask_logits, top_k, size,
+                          options_.instance_inference)
+      .instances;
 }
 
 std::vector<io::ImportReport> Mask2FormerExtractor::load_pretrained() {
@@ -126,6 +129,12 @@ void add_mask2former_keys(Schema& schema) {
       .text("mask2former.pretrained", "",
             "a published Mask2Former checkpoint (model_final_*.pkl) for the whole extractor; "
             "'' = none")
+      .text("mask2former.instance_inference", "original",
+            "detections from the predictions: original (Mask2Former's instance_inference: the "
+            "top_k (query, class) pairs by class probability, a query may come back under several "
+            "classes) or per_query (each query once, under its best class, ranked by class x mask "
+            "score)",
+            {"original", "per_query"})
       .text("mask2former.backbone", "resnet50", "ResNet trunk: resnet18, resnet34, resnet50, resnet101")
       .integer("mask2former.backbone_width", 64,
                "channels of the trunk's stem (torchvision: 64; smaller for CPU-sized runs)", 1)

@@ -14,6 +14,7 @@
 #include "wico/io/pretrained.h"
 #include "wico/topdown/instances.h"
 #include "wico/topdown/mask2former/criterion.h"
+#include "wico/topdown/mask2former/inference.h"
 #include "wico/topdown/mask2former/pixel_decoder.h"
 #include "wico/topdown/mask2former/transformer_decoder.h"
 
@@ -32,6 +33,8 @@ struct Mask2FormerOptions {
   // Published weights ('' = none): the trunk alone (torchvision .pth or detectron2 .pkl), or the
   // whole extractor from the Mask2Former model zoo (model_final_*.pkl).
   std::string backbone_pretrained, pretrained;
+  // How detect() turns predictions into instances (mask2former.instance_inference).
+  InstanceInference instance_inference = InstanceInference::kOriginal;
 
   // mask2former.* and top_down.num_classes.
   static Mask2FormerOptions from_config(const Config& config);
