@@ -2,6 +2,7 @@
 // function (our own Winograd is winograd_gemm.cpp). The only translation unit that includes
 // oneDNN (CMakeLists.txt gives it WICO_HAVE_DNNL when libdnnl-dev is found).
 #include "wico/nn/winograd_conv.h"
+#include "winograd_internal.h"
 
 #include <torch/autograd.h>
 
@@ -25,6 +26,25 @@ namespace detail {
 std::atomic<std::uint64_t>& winograd_counter() {
   static std::atomic<std::uint64_t> count{0};
   return count;
+}
+
+void check_conv3x3_arguments(const char* caller, const at::Tensor& input,
+                             const at::Tensor& weight, const at::Tensor& bias,
+                             std::int64_t padding) {
+  if (input.dim() != 4 || weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
+      input.size(1) != weight.size(1) || !input.device().is_cpu() ||
+      !weight.device().is_cpu() || input.scalar_type() != torch::kFloat ||
+      weight.scalar_type() != torch::kFloat || padding < 0 || padding > 1 ||
+      input.size(2) + 2 * padding < 3 || input.size(3) + 2 * padding < 3 ||
+      (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0) ||
+                          bias.scalar_type() != torch::kFloat))) {
+    throw Error(std::string(caller) +
+                ": expected a float32 CPU input [N, C, H, W] of at least 3x3 with the padding, a "
+                "weight [O, C, 3, 3], a bias [O] or none and padding 0 or 1; got input " +
+                c10::str(input.sizes()) + ", weight " + c10::str(weight.sizes()) + ", bias " +
+                (bias.defined() ? c10::str(bias.sizes()) : std::string("none")) + ", padding " +
+                std::to_string(padding));
+  }
 }
 }  // namespace detail
 
@@ -313,16 +333,7 @@ bool uses_winograd(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
 
 torch::Tensor onednn_winograd_conv3x3(const torch::Tensor& input, const torch::Tensor& weight,
                                       const torch::Tensor& bias, std::int64_t padding) {
-  if (input.dim() != 4 || weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
-      input.size(1) != weight.size(1) || !input.device().is_cpu() ||
-      input.scalar_type() != torch::kFloat || weight.scalar_type() != torch::kFloat ||
-      padding < 0 || padding > 1) {
-    throw Error(
-        "onednn_winograd_conv3x3: expected a float32 CPU input [N, C, H, W], a weight [O, C, 3, "
-        "3] and padding 0 or 1; got input " +
-        c10::str(input.sizes()) + ", weight " + c10::str(weight.sizes()) + ", padding " +
-        std::to_string(padding));
-  }
+  detail::check_conv3x3_arguments("onednn_winograd_conv3x3", input, weight, bias, padding);
 #ifdef WICO_HAVE_DNNL
   torch::Tensor out = WinogradFunction::apply(input, weight, padding);
   if (bias.defined()) out = out + bias.view({1, -1, 1, 1});

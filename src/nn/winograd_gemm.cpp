@@ -22,12 +22,9 @@
 
 #include "wico/core/error.h"
 #include "wico/nn/winograd_conv.h"
+#include "winograd_internal.h"
 
 namespace wico::nn {
-
-namespace detail {
-std::atomic<std::uint64_t>& winograd_counter();  // winograd_conv.cpp
-}
 
 namespace {
 
@@ -479,20 +476,7 @@ struct WinogradGemmFunction : torch::autograd::Function<WinogradGemmFunction> {
 
 torch::Tensor winograd_conv3x3(const torch::Tensor& input, const torch::Tensor& weight,
                                const torch::Tensor& bias, std::int64_t padding) {
-  if (input.dim() != 4 || weight.dim() != 4 || weight.size(2) != 3 || weight.size(3) != 3 ||
-      input.size(1) != weight.size(1) || !input.device().is_cpu() ||
-      !weight.device().is_cpu() || input.scalar_type() != torch::kFloat ||
-      weight.scalar_type() != torch::kFloat || padding < 0 || padding > 1 ||
-      input.size(2) + 2 * padding < 3 || input.size(3) + 2 * padding < 3 ||
-      (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0) ||
-                          bias.scalar_type() != torch::kFloat))) {
-    throw Error(
-        "winograd_conv3x3: expected a float32 CPU input [N, C, H, W] of at least 3x3 with the "
-        "padding, a weight [O, C, 3, 3], a bias [O] or none and padding 0 or 1; got input " +
-        c10::str(input.sizes()) + ", weight " + c10::str(weight.sizes()) + ", bias " +
-        (bias.defined() ? c10::str(bias.sizes()) : std::string("none")) + ", padding " +
-        std::to_string(padding));
-  }
+  detail::check_conv3x3_arguments("winograd_conv3x3", input, weight, bias, padding);
   const bool recording = at::GradMode::is_enabled() &&
                          (input.requires_grad() || weight.requires_grad() ||
                           (bias.defined() && bias.requires_grad()));
