@@ -16,9 +16,20 @@ void add_data_keys(Schema& schema) {
       .text("data.train_sentences", "sample",
             "training: one sentence drawn per ref each epoch (sample) or every sentence (all)",
             {"sample", "all"})
+      .text("data.train_on", "refs",
+            "training samples: the train split's refs (refs), or one per image of instances.json "
+            "(instance_images: an instance extractor's own training, stage 1 of the top-down "
+            "protocol)", {"refs", "instance_images"})
       .flag("data.exclude_eval_images", true,
-            "keep the images of the val/test splits out of instance-extractor training (COCO "
-            "detectors saw them; MAttNet used coco_minus_refer)")
+            "data.train_on instance_images: leave out every image of the data set's val/test "
+            "splits (COCO-trained detectors saw them; MAttNet's detector is coco_minus_refer)")
+      .integer("data.attribute_words", 0,
+               "MAttNet's attribute vocabulary: the K lexicon words mentioned by the most "
+               "training refs (the original's top 50), labels of the matcher's attribute head; "
+               "0: no attribute branch", 0, 100000)
+      .text("data.attribute_lexicon", "",
+            "file of attribute words, one per line; empty: the built-in lexicon (colours, "
+            "patterns, materials, sizes, ages)")
       .text("data.on_bad_sample", "error",
             "a missing or corrupt image: stop with an error, or skip it and count it in the log",
             {"error", "skip"})

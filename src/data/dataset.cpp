@@ -2,6 +2,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "wico/core/error.h"
@@ -9,16 +10,78 @@
 
 namespace wico::data {
 
-RefDataset::RefDataset(const ReferDataset& data, const std::string& split, Mode mode)
+RefDataset::RefDataset(const ReferDataset& data, const std::string& split, Mode mode,
+                       bool exclude_eval_images)
     : data_(data), split_(split), mode_(mode) {
+  if (mode == Mode::kInstanceImages) {
+    split_ = exclude_eval_images ? "instance images less val/test" : "instance images";
+    for (std::int64_t id : data.instance_training_images(exclude_eval_images)) {
+      if (!data.annotations_of_image(id).empty()) images_.push_back(id);
+    }
+    return;
+  }
   for (const Ref* ref : data.refs(split)) {
     if (ref->sentences.empty()) continue;
+    refs_.push_back(ref);
+    refs_of_image_[ref->image_id].push_back(ref);
     if (mode == Mode::kTrainSample) {
       items_.emplace_back(ref, 0);
     } else {
       for (std::size_t s = 0; s < ref->sentences.size(); ++s) items_.emplace_back(ref, s);
     }
   }
+}
+
+namespace {
+
+// A hash of (seed, epoch, key, salt) mapped to [0, 1): the same draw whatever the worker count.
+double uniform_draw(std::uint64_t seed, std::int64_t epoch, std::uint64_t key, std::uint64_t salt) {
+  std::uint64_t h = seed * 0x9e3779b97f4a7c15ULL ^ static_cast<std::uint64_t>(epoch) * 0xbf58476d1ce4e5b9ULL ^
+                    key * 0x94d049bb133111ebULL ^ (salt + 1) * 0x2545f4914f6cdd1dULL;
+  h ^= h >> 31;
+  h *= 0xd6e8feb86659fd93ULL;
+  h ^= h >> 32;
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
+const Ref* pick(const std::vector<const Ref*>& from, double u) {
+  const auto i = static_cast<std::size_t>(u * static_cast<double>(from.size()));
+  return from[std::min(i, from.size() - 1)];
+}
+
+}  // namespace
+
+void RefDataset::set_attributes(std::shared_ptr<const AttributeVocabulary> vocabulary) {
+  attributes_ = std::move(vocabulary);
+  attribute_labels_.clear();
+  attribute_weights_ = at::Tensor();
+  if (!attributes_) return;
+  for (const Ref* ref : refs_) attribute_labels_[ref->ref_id] = attributes_->labels(*ref);
+  attribute_weights_ = attributes_->loss_weights();
+}
+
+const Ref* RefDataset::negative_ref(std::size_t index, std::uint64_t seed, std::int64_t epoch,
+                                    double same_category_ratio) const {
+  WICO_CHECK(index < items_.size(), "sample ", index, " of ", items_.size());
+  const Ref* ref = items_[index].first;
+  const auto key = static_cast<std::uint64_t>(index);
+  std::vector<const Ref*> same, other;
+  for (const Ref* r : refs_of_image_.at(ref->image_id)) {
+    if (r->ann_id == ref->ann_id) continue;
+    (r->category_id == ref->category_id ? same : other).push_back(r);
+  }
+  if (!same.empty() && uniform_draw(seed, epoch, key, 1) < same_category_ratio) {
+    return pick(same, uniform_draw(seed, epoch, key, 2));
+  }
+  if (!other.empty()) return pick(other, uniform_draw(seed, epoch, key, 2));
+  // The original draws from every ref here (its random.choice(self.Refs.keys())), same-category
+  // refs of the image included; other images' refs are what it almost always gets.
+  std::vector<const Ref*> rest;
+  for (const Ref* r : refs_) {
+    if (r->ann_id != ref->ann_id) rest.push_back(r);
+  }
+  if (rest.empty()) return nullptr;
+  return pick(rest, uniform_draw(seed, epoch, key, 2));
 }
 
 std::pair<const Ref*, std::size_t> RefDataset::item(std::size_t index, std::uint64_t seed,
@@ -39,17 +102,35 @@ std::pair<const Ref*, std::size_t> RefDataset::item(std::size_t index, std::uint
 
 Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoch,
                         MaskRule target_rule) const {
-  const auto [ref, sentence] = item(index, seed, epoch);
-  const CocoImage& info = data_.image(ref->image_id);
-  const auto path = data_.image_path(info);
   Sample s;
-  s.ref_id = ref->ref_id;
-  s.sent_id = ref->sentences[sentence].sent_id;
-  s.image_id = ref->image_id;
-  s.ann_id = ref->ann_id;
-  s.sentence = ref->sentences[sentence].raw;
+  const Ref* ref = nullptr;
+  if (mode_ == Mode::kInstanceImages) {
+    WICO_CHECK(index < images_.size(), "sample ", index, " of ", images_.size());
+    s.ref_id = s.sent_id = -1;
+    s.image_id = images_[index];
+    const auto& anns = data_.annotations_of_image(s.image_id);
+    s.ann_id = anns.front();
+    for (std::int64_t id : anns) {
+      if (!data_.annotation(id).iscrowd) {
+        s.ann_id = id;
+        break;
+      }
+    }
+  } else {
+    const auto [r, sentence] = item(index, seed, epoch);
+    ref = r;
+    s.ref_id = ref->ref_id;
+    s.sent_id = ref->sentences[sentence].sent_id;
+    s.image_id = ref->image_id;
+    s.ann_id = ref->ann_id;
+    s.sentence = ref->sentences[sentence].raw;
+  }
+  const CocoImage& info = data_.image(s.image_id);
+  const auto path = data_.image_path(info);
   if (!std::filesystem::is_regular_file(path)) {
-    throw Error("missing image '" + path.string() + "' (ref " + std::to_string(ref->ref_id) + ")");
+    throw Error("missing image '" + path.string() + "' (" +
+                (ref ? "ref " + std::to_string(ref->ref_id) : "image " + std::to_string(s.image_id)) +
+                ")");
   }
   s.image = cv::imread(path.string(), cv::IMREAD_COLOR);
   if (s.image.empty()) {
@@ -60,7 +141,7 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
                 std::to_string(s.image.rows) + " but instances.json says " +
                 std::to_string(info.width) + "x" + std::to_string(info.height));
   }
-  for (std::int64_t ann_id : data_.annotations_of_image(ref->image_id)) {
+  for (std::int64_t ann_id : data_.annotations_of_image(s.image_id)) {
     const CocoAnnotation& ann = data_.annotation(ann_id);
     Candidate c;
     c.ann_id = ann_id;
@@ -68,7 +149,7 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     c.class_index = data_.class_index(ann.category_id);
     c.iscrowd = ann.iscrowd;
     c.box = ann.bbox;
-    const bool is_target = ann_id == ref->ann_id;
+    const bool is_target = ann_id == s.ann_id;
     try {
       c.mask = annotation_to_mask(ann.segmentation, info.height, info.width);
       if (is_target) {
@@ -84,7 +165,21 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     if (is_target) s.target_index = static_cast<int>(s.candidates.size());
     s.candidates.push_back(std::move(c));
   }
-  WICO_CHECK(s.target_index >= 0, "ref ", ref->ref_id, " has no annotation on its image");
+  WICO_CHECK(s.target_index >= 0, "ref ", s.ref_id, " has no annotation on its image");
+  if (mode_ == Mode::kInstanceImages) return s;
+  if (mode_ != Mode::kEvaluation) {
+    if (const Ref* negative = negative_ref(index, seed, epoch)) {
+      const double u = uniform_draw(seed, epoch, static_cast<std::uint64_t>(index), 3);
+      const auto k = std::min(static_cast<std::size_t>(u * static_cast<double>(negative->sentences.size())),
+                              negative->sentences.size() - 1);
+      s.negative_sentence = negative->sentences[k].raw;
+    }
+  }
+  if (attributes_) {
+    s.attributes = attribute_labels_.at(ref->ref_id);
+    s.attribute_vocabulary_size = static_cast<std::int64_t>(attributes_->size());
+    s.attribute_weights = attribute_weights_;
+  }
   return s;
 }
 

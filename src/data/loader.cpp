@@ -19,7 +19,9 @@ Batch Batch::to(const c10::Device& device) const {
   Batch b = *this;
   for (at::Tensor* t : {&b.images, &b.targets, &b.token_ids, &b.attention_mask,
                         &b.candidate_masks, &b.candidate_boxes, &b.candidate_classes,
-                        &b.candidate_valid, &b.candidate_crowd, &b.target_index}) {
+                        &b.candidate_valid, &b.candidate_crowd, &b.target_index,
+                        &b.negative_token_ids, &b.negative_attention_mask, &b.negative_valid,
+                        &b.attribute_labels, &b.attribute_weights}) {
     if (t->defined()) *t = t->to(device, /*non_blocking=*/true);
   }
   return b;
@@ -207,6 +209,11 @@ struct Prepared {
   std::vector<std::int64_t> classes;
   std::vector<bool> crowd;
   std::int64_t target_index = 0;
+  Encoding negative_tokens;  // empty without a negative
+  bool has_negative = false;
+  std::vector<std::int64_t> attributes;
+  std::int64_t attribute_vocabulary_size = 0;
+  at::Tensor attribute_weights;
 };
 
 // HWC uint8 BGR -> CHW float RGB, normalised, in one pass straight into the batch tensor (the
@@ -272,6 +279,11 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
       p.crowd.push_back(c.iscrowd);
     }
     p.target_index = s.target_index;
+    p.has_negative = !s.negative_sentence.empty();
+    if (p.has_negative) p.negative_tokens = tokenizer.encode(s.negative_sentence);
+    p.attributes = s.attributes;
+    p.attribute_vocabulary_size = s.attribute_vocabulary_size;
+    p.attribute_weights = s.attribute_weights;
     prepared.push_back(std::move(p));
     batch.info.push_back({s.ref_id, s.sent_id, s.image_id, s.ann_id, s.sentence, plan,
                           std::move(s.target)});
@@ -320,6 +332,36 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
       batch.candidate_valid.data_ptr<bool>()[i] = true;
       batch.candidate_crowd.data_ptr<bool>()[i] = p.crowd[n];
     }
+  }
+  bool any_negative = false;
+  for (const Prepared& p : prepared) any_negative = any_negative || p.has_negative;
+  if (any_negative) {
+    batch.negative_token_ids = at::empty({B, L}, at::kLong);
+    batch.negative_attention_mask = at::empty({B, L}, at::kLong);
+    batch.negative_valid = zeros({B}, at::kBool);
+    for (std::int64_t b = 0; b < B; ++b) {
+      // A sample without a negative repeats its own sentence (negative_valid says to skip it).
+      const auto& t = prepared[b].has_negative ? prepared[b].negative_tokens : prepared[b].tokens;
+      WICO_CHECK(static_cast<std::int64_t>(t.ids.size()) == L, "the tokenizer returned ",
+                 t.ids.size(), " ids, expected ", L);
+      std::copy(t.ids.begin(), t.ids.end(), batch.negative_token_ids.data_ptr<std::int64_t>() + b * L);
+      std::copy(t.attention_mask.begin(), t.attention_mask.end(),
+                batch.negative_attention_mask.data_ptr<std::int64_t>() + b * L);
+      batch.negative_valid.data_ptr<bool>()[b] = prepared[b].has_negative;
+    }
+  }
+  const std::int64_t A = prepared[0].attribute_vocabulary_size;
+  if (A > 0) {
+    batch.attribute_labels = zeros({B, A}, at::kFloat);
+    for (std::int64_t b = 0; b < B; ++b) {
+      WICO_CHECK(prepared[b].attribute_vocabulary_size == A,
+                 "samples of one batch from two attribute vocabularies");
+      for (std::int64_t a : prepared[b].attributes) {
+        WICO_CHECK(a >= 0 && a < A, "attribute index ", a, " outside the vocabulary of ", A);
+        batch.attribute_labels.data_ptr<float>()[b * A + a] = 1.0f;
+      }
+    }
+    batch.attribute_weights = prepared[0].attribute_weights;
   }
   return batch;
 }

@@ -98,6 +98,11 @@ void add_top_down_keys(Schema& schema) {
             "random candidate: the chance baseline) or oracle (the one overlapping the target "
             "most: the extractor's own mask quality); random and oracle are for evaluation",
             {"matcher", "random", "oracle"})
+      .text("top_down.train", "joint",
+            "which losses a training step computes: joint (extractor and matcher), extractor "
+            "(stage 1 of the original two-stage protocol) or matcher (stage 2, on a frozen "
+            "extractor: train.freeze it and train.init it from stage 1)",
+            {"joint", "extractor", "matcher"})
       .flag("top_down.detach_features", true,
                "the matcher's losses do not reach the extractor (MAttNet matches on a fixed "
                "detector's features)");

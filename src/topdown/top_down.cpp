@@ -52,7 +52,9 @@ TopDownBranch::TopDownBranch(const Config& config)
       train_on_ground_truth_(config.text("top_down.train_candidates") == "ground_truth"),
       eval_on_ground_truth_(config.text("top_down.eval_candidates") == "ground_truth"),
       detach_features_(config.flag("top_down.detach_features")),
-      choose_(config.text("top_down.choose")) {
+      choose_(config.text("top_down.choose")),
+      extractor_losses_(config.text("top_down.train") != "matcher"),
+      matcher_losses_(config.text("top_down.train") != "extractor") {
   extractor_ = register_module("extractor", build_extractor(config));
   matcher_ = register_module("matcher", build_matcher(config));
 }
@@ -60,8 +62,11 @@ TopDownBranch::TopDownBranch(const Config& config)
 TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses) {
   TopDownOutput out;
   const auto start = std::chrono::steady_clock::now();
-  const ExtractorOutput extracted = extractor_->forward(batch.images);
   const bool on_ground_truth = is_training() ? train_on_ground_truth_ : eval_on_ground_truth_;
+  // Stage 2 of the protocol (the matcher alone, on ground-truth candidates) needs the trunk only.
+  const bool trunk_only = with_losses && !extractor_losses_ && on_ground_truth;
+  const ExtractorOutput extracted =
+      trunk_only ? extractor_->trunk_features(batch.images) : extractor_->forward(batch.images);
   const bool need_truth = with_losses || on_ground_truth;
   InstanceCandidates truth;
   if (need_truth) {
@@ -76,7 +81,7 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
       }
     }
   }
-  if (with_losses) {
+  if (with_losses && extractor_losses_) {
     // The extractor learns every instance but COCO's crowd regions, as Mask2Former's instance
     // mapper drops iscrowd annotations; the matcher still sees them as candidates.
     InstanceCandidates instances = truth;
@@ -92,18 +97,27 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
 
   const auto matched_at = std::chrono::steady_clock::now();
   MatcherInput input;
-  input.features = detach_features_ ? extracted.features.detach() : extracted.features;
-  input.feature_stride = extracted.feature_stride;
+  input.c4 = detach_features_ ? extracted.c4.detach() : extracted.c4;
+  input.c5 = detach_features_ ? extracted.c5.detach() : extracted.c5;
   input.candidates = candidates;
   input.token_ids = batch.token_ids;
   input.attention_mask = batch.attention_mask;
+  if (with_losses) {
+    input.negative_token_ids = batch.negative_token_ids;
+    input.negative_attention_mask = batch.negative_attention_mask;
+    input.negative_valid = batch.negative_valid;
+    input.attribute_labels = batch.attribute_labels;
+    input.attribute_weights = batch.attribute_weights;
+  }
   const MatcherOutput matched = matcher_->forward(input);
   if (with_losses) {
     const at::Tensor target = on_ground_truth
                                   ? batch.target_index
                                   : best_overlapping(candidates.masks, candidates.valid,
                                                      batch.targets);
-    for (auto& [name, value] : matcher_->loss(input, matched, target)) out.losses[name] = value;
+    if (matcher_losses_) {
+      for (auto& [name, value] : matcher_->loss(input, matched, target)) out.losses[name] = value;
+    }
     out.target = target;
   }
   out.matcher_seconds = seconds_since(matched_at);

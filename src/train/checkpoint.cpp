@@ -326,7 +326,16 @@ void load_initial_weights(torch::nn::Module& model, const Config& config) {
     }
     const std::filesystem::path file = source;
     const Checkpoint ckpt = Checkpoint::read(file);
-    load_model_state(part(), ckpt.model(), file.string());
+    // A part taken from a checkpoint of a model that has the same part (stage 2 of the
+    // top-down protocol: branch.extractor from a whole top-down run): its entries under the
+    // part's name, the prefix stripped. Otherwise the checkpoint is the part's own.
+    std::map<std::string, at::Tensor> state;
+    const std::string dotted = prefix + ".";
+    for (const auto& [name, tensor] : ckpt.model()) {
+      if (!prefix.empty() && name.rfind(dotted, 0) == 0) state[name.substr(dotted.size())] = tensor;
+    }
+    if (state.empty()) state = ckpt.model();
+    load_model_state(part(), state, file.string());
     spdlog::info("initialised {} from {}", prefix.empty() ? "the model" : prefix, file.string());
   }
 }

@@ -188,6 +188,13 @@ double Schedule::factor(std::int64_t iteration) const {
         if (iteration >= m) f *= gamma;
       }
       break;
+    case Kind::kExponential:
+      // MAttNet's train.py: lr0 * 0.1^((iter - start) / every) once iter > start (true division).
+      if (iteration > decay_start) {
+        f = std::pow(gamma, static_cast<double>(iteration - decay_start) /
+                                static_cast<double>(decay_every));
+      }
+      break;
   }
   if (iteration < warmup) {
     const double t = static_cast<double>(iteration) / static_cast<double>(warmup);
@@ -200,7 +207,12 @@ Schedule Schedule::from_config(const Config& config, std::int64_t total_steps,
                                std::int64_t steps_per_epoch) {
   Schedule s;
   const std::string& kind = config.text("train.schedule");
-  s.kind = kind == "poly" ? Kind::kPoly : kind == "multistep" ? Kind::kMultistep : Kind::kConstant;
+  s.kind = kind == "poly"          ? Kind::kPoly
+           : kind == "multistep"   ? Kind::kMultistep
+           : kind == "exponential" ? Kind::kExponential
+                                   : Kind::kConstant;
+  s.decay_start = config.integer("train.decay_start");
+  s.decay_every = config.integer("train.decay_every");
   s.poly_power = config.real("train.poly_power");
   s.gamma = config.real("train.gamma");
   s.warmup = config.integer("train.warmup_iterations");

@@ -23,14 +23,20 @@ void add_train_keys(Schema& schema) {
              "norms), embedding (detectron2's WEIGHT_DECAY_NORM and WEIGHT_DECAY_EMBED of 0)",
              {"norm", "embedding"})
       .text("train.schedule", "constant", "learning-rate schedule",
-            {"constant", "poly", "multistep"})
+            {"constant", "poly", "multistep", "exponential"})
       .real("train.poly_power", 0.9, "poly: lr * (1 - step/total)^power", 0.0)
       .integers("train.milestones", {}, "multistep: epochs (epoch runs) or steps where lr *= gamma",
                 0)
-      .real("train.gamma", 0.1, "multistep factor", 0.0)
+      .real("train.gamma", 0.1, "multistep factor; exponential base", 0.0)
+      .integer("train.decay_start", 0,
+               "exponential: steps at the base rate before the decay (MAttNet: 8000)", 0)
+      .integer("train.decay_every", 8000,
+               "exponential: steps per factor gamma, continuously (MAttNet: 8000)", 1)
       .integer("train.warmup_iterations", 0, "linear warm-up steps", 0)
       .real("train.warmup_factor", 0.001, "warm-up starts at lr * this", 0.0, 1.0)
       .real("train.clip_grad_norm", 0.0, "clip the gradient norm to this; 0: off", 0.0)
+      .real("train.clip_grad_value", 0.0,
+            "clamp every gradient element to [-v, v] (MAttNet's clip_gradient 0.1); 0: off", 0.0)
       .integer("train.accumulate", 1, "batches accumulated per optimiser step", 1)
       .integer("train.log_every", 10, "steps per metrics.jsonl record", 1)
       .integer("train.val_every", 0,

@@ -119,6 +119,35 @@ TEST_F(LoaderTest, TrainingDrawsOneSentencePerRefPerEpochDeterministically) {
   }
 }
 
+// Stage 1 of the top-down protocol trains the extractor on images, not refs: one sample per image
+// of instances.json that has annotations, the val/test images left out unless asked for.
+TEST_F(LoaderTest, InstanceImagesAreOneSamplePerTrainingImage) {
+  const RefDataset kept(*data_, "", RefDataset::Mode::kInstanceImages, true);
+  const RefDataset all(*data_, "", RefDataset::Mode::kInstanceImages, false);
+  EXPECT_EQ(all.size(), data_->num_images());
+  EXPECT_EQ(kept.size(), data_->image_ids({"train"}).size());
+  EXPECT_LT(kept.size(), all.size());
+  std::set<std::int64_t> seen;
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    const Sample s = kept.load(i, 0, 0);
+    EXPECT_TRUE(s.sentence.empty());
+    EXPECT_TRUE(s.negative_sentence.empty());
+    EXPECT_EQ(s.candidates.size(), data_->annotations_of_image(s.image_id).size());
+    EXPECT_EQ(s.candidates[static_cast<std::size_t>(s.target_index)].ann_id, s.ann_id);
+    seen.insert(s.image_id);
+  }
+  EXPECT_EQ(seen.size(), kept.size());
+  const auto train_images = data_->image_ids({"train"});
+  EXPECT_EQ(std::vector<std::int64_t>(seen.begin(), seen.end()), train_images);
+  // A batch of them is a normal batch (empty sentences tokenise to the special tokens).
+  Loader loader(kept, *tokenizer_, options(0, true));
+  loader.start_epoch(0);
+  const auto b = loader.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->size(), 4);
+  EXPECT_FALSE(b->negative_token_ids.defined());
+}
+
 TEST_F(LoaderTest, BatchesHaveTheDocumentedShapes) {
   RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);
   Loader loader(eval, *tokenizer_, options(2, false));

@@ -22,7 +22,9 @@ using at::indexing::Slice;
 MattnetOptions tiny_options() {
   MattnetOptions o;
   o.vocab_size = 12;
-  o.feature_dim = 8;
+  o.pool5_dim = 8;
+  o.fc7_dim = 8;
+  o.num_atts = 4;
   o.word_embedding_size = 16;
   o.word_vec_size = 16;
   o.rnn_hidden_size = 16;
@@ -33,7 +35,7 @@ MattnetOptions tiny_options() {
 
 MattnetOptions tiny_options_without_dropout() {
   MattnetOptions o = tiny_options();
-  o.word_dropout = o.rnn_dropout = o.jemb_dropout = 0.0;
+  o.word_dropout = o.rnn_dropout = o.jemb_dropout = o.att_dropout = 0.0;
   return o;
 }
 
@@ -44,13 +46,16 @@ struct Sample {
 };
 
 // Candidates padded to n, sentences right-padded to length with `pad_id`; masks are the boxes
-// drawn on a 16 x 16 grid.
+// drawn on a 16 x 16 grid. `features` serve as C4 and, pooled 2 x 2, as C5. Each sample's
+// language negative is the next sample's sentence (none for a batch of one); samples 0 and 2
+// have attribute labels over 3 attribute words.
 MatcherInput make_input(const at::Tensor& features, const std::vector<Sample>& samples,
                         std::int64_t n, std::int64_t length, std::int64_t pad_id = 0) {
   const auto B = static_cast<std::int64_t>(samples.size());
   constexpr std::int64_t kMask = 16;
   MatcherInput in;
-  in.features = features;
+  in.c4 = features;
+  in.c5 = at::avg_pool2d(features, 2);
   in.candidates.masks = at::zeros({B, n, kMask, kMask});
   in.candidates.boxes = at::zeros({B, n, 4});
   in.candidates.classes = at::zeros({B, n}, at::kLong);
@@ -74,6 +79,13 @@ MatcherInput make_input(const at::Tensor& features, const std::vector<Sample>& s
       in.attention_mask[b][t] = 1;
     }
   }
+  in.negative_token_ids = in.token_ids.roll(-1, 0);
+  in.negative_attention_mask = in.attention_mask.roll(-1, 0);
+  in.negative_valid = at::full({B}, B > 1, at::kBool);
+  in.attribute_labels = at::zeros({B, 3});
+  in.attribute_labels[0][0] = in.attribute_labels[0][2] = 1.0;
+  if (B > 2) in.attribute_labels[2][1] = 1.0;
+  in.attribute_weights = at::tensor({1.0f, 4.0f, 10.0f});
   return in;
 }
 
@@ -250,6 +262,34 @@ TEST(MattnetMatcher, LossOfATwoCandidateSample) {
   EXPECT_NEAR(losses.at("match_ce").item<float>(), expected_ce.item<float>(), 1e-5);
 }
 
+// The loader's language negative is what the referent is ranked against: one sample, one
+// candidate (no visual negative), the hinge is margin + s(referent, negative) - s(referent, own).
+// Without loader negatives, a one-sample batch has no language negative either.
+TEST(MattnetMatcher, LanguageNegativesFromTheLoaderAreRankedBelowTheExpression) {
+  torch::manual_seed(8);
+  MattnetOptions o = tiny_options_without_dropout();
+  o.margin = 5.0;
+  MattnetMatcher m(o);
+  m.eval();
+  std::vector<Sample> one = {{{{0.2f, 0.2f, 0.6f, 0.7f}}, {0}, {3, 4, 5}}};
+  MatcherInput in = make_input(at::randn({1, 8, 8, 8}), one, 2, 4);
+  in.negative_token_ids = at::tensor({6, 7, 0, 0}, at::kLong).view({1, 4});
+  in.negative_attention_mask = at::tensor({1, 1, 0, 0}, at::kLong).view({1, 4});
+  in.negative_valid = at::ones({1}, at::kBool);
+  const MatcherOutput out = m.forward(in);
+  const auto losses = m.loss(in, out, at::tensor({0}, at::kLong));
+  const MattnetVisual v = m.visual_features(in);
+  const at::Tensor row = at::zeros({1}, at::kLong);
+  const MattnetScores own = m.score(v, row, m.encode_language(in.token_ids, in.attention_mask), row);
+  const MattnetScores negative = m.score(
+      v, row, m.encode_language(in.negative_token_ids, in.negative_attention_mask), row);
+  EXPECT_NEAR(losses.at("match_rank").item<float>(),
+              (5.0 + negative.overall - own.overall).item<float>(), 1e-5);
+  EXPECT_NEAR(own.overall.item<float>(), out.logits[0][0].item<float>() / o.score_scale, 1e-6);
+  in.negative_token_ids = at::Tensor();
+  EXPECT_EQ(m.loss(in, out, at::tensor({0}, at::kLong)).at("match_rank").item<float>(), 0.0f);
+}
+
 TEST(MattnetMatcher, SingleCandidatesAndASingleSampleGiveFiniteLosses) {
   torch::manual_seed(4);
   MattnetMatcher m(tiny_options());
@@ -295,7 +335,7 @@ TEST(MattnetMatcher, GradientsReachEveryParameter) {
     const MatcherInput in = make_input(at::randn({3, 8, 8, 8}), three_samples(), 5, 7);
     const MatcherOutput out = m.forward(in);
     const auto losses = m.loss(in, out, at::tensor({0, 0, 2}, at::kLong));
-    (losses.at("match_rank") + losses.at("match_ce") +
+    (losses.at("match_rank") + losses.at("match_ce") + losses.at("match_att") +
      (out.embeddings * at::randn(out.embeddings.sizes())).sum())
         .backward();
     const std::vector<std::string> invariant = {"sub_attn.fc.bias", "loc_attn.fc.bias",
@@ -407,7 +447,8 @@ TEST(MattnetMatcher, ParameterNamesFollowTheOriginal) {
 
 TEST(MattnetMatcher, BuildsFromConfigWithTheTokenizersVocabulary) {
   const Config c = Config::defaults({"top_down.matcher=mattnet", "text.tokenizer=wordpiece",
-                                     "mattnet.feature_dim=8", "mattnet.word_embedding_size=8",
+                                     "mattnet.pool5_dim=8", "mattnet.fc7_dim=8",
+                                     "data.attribute_words=5", "mattnet.word_embedding_size=8",
                                      "mattnet.word_vec_size=8", "mattnet.rnn_hidden_size=8",
                                      "mattnet.jemb_dim=16", "mattnet.embedding_dim=12"});
   const auto matcher = build_matcher(c);
@@ -415,12 +456,17 @@ TEST(MattnetMatcher, BuildsFromConfigWithTheTokenizersVocabulary) {
   ASSERT_NE(mattnet, nullptr);
   EXPECT_EQ(mattnet->options().vocab_size, 30522);  // bert-base-uncased
   EXPECT_EQ(matcher->embedding_dim(), 12);
+  EXPECT_EQ(mattnet->options().num_atts, 5);
+  EXPECT_NE(matcher->named_parameters().find("sub_encoder.att_fc.weight"), nullptr);
   const MattnetOptions paper = MattnetOptions::from_config(Config::defaults());
   EXPECT_EQ(paper.jemb_dim, 512);
   EXPECT_EQ(paper.rnn_hidden_size, 512);
   EXPECT_DOUBLE_EQ(paper.margin, 0.1);
   EXPECT_DOUBLE_EQ(paper.word_dropout, 0.5);
   EXPECT_EQ(paper.output_dim(), 512);
+  EXPECT_EQ(paper.pool5_dim, 1024);
+  EXPECT_EQ(paper.fc7_dim, 2048);
+  EXPECT_DOUBLE_EQ(paper.att_dropout, 0.2);
 }
 
 TEST(MattnetMatcher, ConfigErrorsNameTheKey) {
@@ -444,7 +490,19 @@ TEST(MattnetMatcher, ConfigErrorsNameTheKey) {
 
   MattnetMatcher m(tiny_options());
   MatcherInput wrong_dim = make_input(at::randn({3, 6, 8, 8}), three_samples(), 5, 7);
-  EXPECT_NE(thrown_message<ConfigError>([&] { m.forward(wrong_dim); }).find("mattnet.feature_dim"),
+  EXPECT_NE(thrown_message<ConfigError>([&] { m.forward(wrong_dim); }).find("mattnet.pool5_dim"),
+            std::string::npos);
+  MatcherInput wrong_c5 = make_input(at::randn({3, 8, 8, 8}), three_samples(), 5, 7);
+  wrong_c5.c5 = at::randn({3, 5, 4, 4});
+  EXPECT_NE(thrown_message<ConfigError>([&] { m.forward(wrong_c5); }).find("mattnet.fc7_dim"),
+            std::string::npos);
+  // Malformed language negatives are named.
+  MatcherInput bad_negatives = make_input(at::randn({3, 8, 8, 8}), three_samples(), 5, 7);
+  bad_negatives.negative_token_ids = bad_negatives.negative_token_ids.narrow(0, 0, 2);
+  const MatcherOutput out = m.forward(bad_negatives);
+  EXPECT_NE(thrown_message<Error>([&] {
+              m.loss(bad_negatives, out, at::tensor({0, 0, 2}, at::kLong));
+            }).find("negative_token_ids"),
             std::string::npos);
   MatcherInput wrong_word = make_input(at::randn({3, 8, 8, 8}), three_samples(), 5, 7);
   wrong_word.token_ids[0][0] = 12;

@@ -14,6 +14,7 @@
 #include "wico/data/loader.h"
 #include "wico/topdown/mask2former/mask2former.h"
 #include "wico/train/optim.h"
+#include "wico/train/trainer.h"
 
 namespace wico::topdown {
 namespace {
@@ -29,7 +30,7 @@ std::vector<std::string> tiny_overrides() {
           "mask2former.groups=8",           "mask2former.encoder_layers=1",
           "mask2former.encoder_ffn=64",     "mask2former.queries=6",
           "mask2former.decoder_layers=2",   "mask2former.decoder_ffn=64",
-          "mask2former.points=256",         "mattnet.feature_dim=32",
+          "mask2former.points=256",         "mattnet.pool5_dim=32", "mattnet.fc7_dim=64",
           "mattnet.word_embedding_size=16", "mattnet.word_vec_size=16",
           "mattnet.rnn_hidden_size=16",     "mattnet.jemb_dim=16",
           "mattnet.embedding_dim=24"};
@@ -75,6 +76,49 @@ TEST(TopDownBranch, CrowdRegionsAreLeftOutOfTheExtractorsLoss) {
   EXPECT_FALSE(torch::allclose(with_crowd.at("td_mask"), with_it.at("td_mask")));
   // The matcher's candidates still hold the crowd region.
   EXPECT_TRUE(ground_truth_candidates(crowd).valid[0][2].item<bool>());
+}
+
+// top_down.train picks the stage of the original two-stage protocol: the extractor's losses
+// alone, the matcher's alone (with the loader's attribute labels, its attribute loss), or both.
+TEST(TopDownBranch, TrainChoosesWhichLossesAStepComputes) {
+  data::Batch b = test::toy_instance_batch();
+  b.attribute_labels = torch::tensor({{1.0f, 0.0f}, {0.0f, 0.0f}});
+  b.attribute_weights = torch::tensor({1.0f, 10.0f});
+  auto keys = [&](const std::string& stage) {
+    torch::manual_seed(3);
+    TopDownBranch branch(tiny_config({"top_down.train=" + stage, "data.attribute_words=4"}));
+    branch.train();
+    std::set<std::string> names;
+    for (const auto& [name, value] : branch.forward(b, true).losses) names.insert(name);
+    return names;
+  };
+  const std::set<std::string> extractor = {"td_class", "td_mask", "td_dice"};
+  const std::set<std::string> matcher = {"match_rank", "match_ce", "match_att"};
+  EXPECT_EQ(keys("extractor"), extractor);
+  EXPECT_EQ(keys("matcher"), matcher);
+  std::set<std::string> both = extractor;
+  both.insert(matcher.begin(), matcher.end());
+  EXPECT_EQ(keys("joint"), both);
+}
+
+// A frozen-norm trunk nobody loaded weights into has identity norms: a fresh training run refuses
+// it and says what to set; loaded (here: any non-identity statistics) it passes, and trainable
+// norms need nothing.
+TEST(TopDownBranch, FrozenTrunkWithoutWeightsIsRefused) {
+  TopDownBranch frozen(tiny_config({"mask2former.backbone_norm=frozen"}));
+  const std::string message =
+      test::thrown_message<ConfigError>([&] { train::require_loaded_frozen_norms(frozen); });
+  EXPECT_NE(message.find("mask2former.backbone_pretrained"), std::string::npos) << message;
+  EXPECT_NE(message.find("mask2former.backbone_norm: batch"), std::string::npos) << message;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : frozen.extractor().named_buffers()) {
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+    }
+  }
+  EXPECT_NO_THROW(train::require_loaded_frozen_norms(frozen));
+  TopDownBranch trainable(tiny_config());
+  EXPECT_NO_THROW(train::require_loaded_frozen_norms(trainable));
 }
 
 TEST(TopDownBranch, PaperRecipeDecaysAsMask2FormersBuildOptimizer) {
@@ -255,7 +299,8 @@ TEST(Mask2FormerExtractor, PaperSizeMatchesThePublishedArchitecture) {
   const ExtractorOutput out = m2f.forward(torch::randn({1, 3, 480, 480}));
   EXPECT_EQ(out.class_logits.sizes(), (torch::IntArrayRef{1, 100, 81}));
   EXPECT_EQ(out.mask_logits.sizes(), (torch::IntArrayRef{1, 100, 120, 120}));
-  EXPECT_EQ(out.features.sizes(), (torch::IntArrayRef{1, 256, 120, 120}));
+  EXPECT_EQ(out.c4.sizes(), (torch::IntArrayRef{1, 1024, 30, 30}));  // res4: MAttNet's pool5
+  EXPECT_EQ(out.c5.sizes(), (torch::IntArrayRef{1, 2048, 15, 15}));  // res5: its fc7
   EXPECT_EQ(out.auxiliary.size(), 9u);
   EXPECT_TRUE(out.mask_logits.isfinite().all().item<bool>());
 }

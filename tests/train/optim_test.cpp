@@ -144,6 +144,18 @@ TEST(Schedule, PolyMultistepWarmup) {
   EXPECT_DOUBLE_EQ(warm.factor(10), 1.0);
 }
 
+// MAttNet's decay: lr0 * 0.1^((iter - 8000) / 8000) after iteration 8000, continuously.
+TEST(Schedule, ExponentialDecayAsMattnet) {
+  const Config c = Config::defaults({"train.iterations=50000", "train.schedule=exponential",
+                                     "train.decay_start=8000", "train.decay_every=8000"});
+  const Schedule s = Schedule::from_config(c, 50000, 1);
+  EXPECT_DOUBLE_EQ(s.factor(0), 1.0);
+  EXPECT_DOUBLE_EQ(s.factor(8000), 1.0);
+  EXPECT_NEAR(s.factor(12000), std::pow(0.1, 0.5), 1e-12);
+  EXPECT_NEAR(s.factor(16000), 0.1, 1e-12);
+  EXPECT_NEAR(s.factor(40000), 1e-4, 1e-15);
+}
+
 TEST(Schedule, EpochMilestonesBecomeSteps) {
   const Config c = Config::defaults({"train.epochs=50", "train.schedule=multistep",
                                      "train.milestones=[35]"});

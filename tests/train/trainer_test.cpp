@@ -166,6 +166,16 @@ TEST_F(TrainerTest, InitialWeightsAndFrozenPartsStayPut) {
   const auto frozen = final_weights(run("frozen"));
   EXPECT_TRUE(torch::equal(frozen.at("body.0.weight"), source.at("body.0.weight")));
   EXPECT_FALSE(torch::equal(frozen.at("head.weight"), source.at("head.weight")));
+  // A part taken from a whole-model checkpoint of the same kind (the top-down protocol's stage
+  // 2): the entries under the part's name, prefix stripped; the rest keeps its own init.
+  const std::string part_init = "train.init=['body=" +
+                                (run("source") / "checkpoints" / "iter_00000002.pt").string() + "']";
+  Trainer d(config({"train.iterations=1", "train.lr=0", part_init, "train.batch_norm=frozen"}),
+            run("part"), false);
+  d.run();
+  const auto part = final_weights(run("part"));
+  EXPECT_TRUE(torch::equal(part.at("body.0.weight"), source.at("body.0.weight")));
+  EXPECT_FALSE(torch::equal(part.at("head.weight"), source.at("head.weight")));
 }
 
 TEST_F(TrainerTest, AccumulatingTwoBatchesOfTwoEqualsOneBatchOfFour) {

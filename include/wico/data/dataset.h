@@ -5,13 +5,17 @@
 // resolution; the loader transforms and batches them.
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <opencv2/core.hpp>
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "wico/data/attributes.h"
 #include "wico/data/coco_mask.h"
 #include "wico/data/refer.h"
 
@@ -34,16 +38,28 @@ struct Sample {
                          //   data.mask_rule (union; lavt: pixels exactly one part covers)
   std::vector<Candidate> candidates;  // every annotation of the image
   int target_index = -1;              // the candidate that is the referred object
+  // Training only (RefDataset in a training mode):
+  std::string negative_sentence;  // a language negative (RefDataset::negative_ref); empty: none
+  std::vector<std::int64_t> attributes;  // the ref's attribute words (RefDataset::set_attributes)
+  std::int64_t attribute_vocabulary_size = 0;  // 0: no attribute labels
+  at::Tensor attribute_weights;                // [attribute_vocabulary_size] the BCE weights
 };
 
 class RefDataset {
  public:
-  enum class Mode { kEvaluation, kTrainSample, kTrainAll };
+  // kInstanceImages: one sample per image an instance extractor trains on
+  // (ReferDataset::instance_training_images, images without annotations left out), for the
+  // extractor's own training (stage 1 of the top-down protocol); `split` is not used, a sample's
+  // nominal target is its image's first annotation that is not a crowd region, its sentence
+  // empty.
+  enum class Mode { kEvaluation, kTrainSample, kTrainAll, kInstanceImages };
 
-  RefDataset(const ReferDataset& data, const std::string& split, Mode mode);
+  RefDataset(const ReferDataset& data, const std::string& split, Mode mode,
+             bool exclude_eval_images = true);
 
-  // Samples in one epoch: sentences (evaluation, train-all) or refs (train-sample).
-  std::size_t size() const { return items_.size(); }
+  // Samples in one epoch: sentences (evaluation, train-all), refs (train-sample) or images.
+  std::size_t size() const { return mode_ == Mode::kInstanceImages ? images_.size() : items_.size(); }
+  Mode mode() const { return mode_; }
   // The (ref, sentence) of sample `index` in `epoch`; only kTrainSample depends on the epoch,
   // through `seed`, never on which thread asks.
   std::pair<const Ref*, std::size_t> item(std::size_t index, std::uint64_t seed,
@@ -56,11 +72,29 @@ class RefDataset {
   const ReferDataset& data() const { return data_; }
   const std::string& split() const { return split_; }
 
+  // MAttNet's attribute labels on every sample (and the vocabulary's loss weights).
+  void set_attributes(std::shared_ptr<const AttributeVocabulary> vocabulary);
+  const AttributeVocabulary* attributes() const { return attributes_.get(); }
+  // The ref whose sentence is sample `index`'s language negative in `epoch`, as MAttNet's
+  // gt_mrcn_loader.sample_neg_ids: with probability `same_category_ratio` a ref of another
+  // object of the same category on the same image (if there is one), else one of another
+  // category on the same image, else (none of another category there) any other ref of the
+  // split, the original's random.choice over all refs;
+  // nullptr when the split has no other ref. Deterministic in (seed, epoch, index).
+  const Ref* negative_ref(std::size_t index, std::uint64_t seed, std::int64_t epoch,
+                          double same_category_ratio = 0.3) const;
+
  private:
   const ReferDataset& data_;
   std::string split_;
   Mode mode_;
   std::vector<std::pair<const Ref*, std::size_t>> items_;  // sentence index unused in kTrainSample
+  std::vector<std::int64_t> images_;  // kInstanceImages
+  std::vector<const Ref*> refs_;  // the split's refs with sentences
+  std::unordered_map<std::int64_t, std::vector<const Ref*>> refs_of_image_;
+  std::shared_ptr<const AttributeVocabulary> attributes_;
+  std::unordered_map<std::int64_t, std::vector<std::int64_t>> attribute_labels_;  // by ref id
+  at::Tensor attribute_weights_;
 };
 
 }  // namespace wico::data

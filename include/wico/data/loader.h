@@ -47,6 +47,14 @@ struct Batch {
   at::Tensor candidate_valid;    // [B, N] bool, false for padding
   at::Tensor candidate_crowd;    // [B, N] bool, COCO's iscrowd (false for padding)
   at::Tensor target_index;       // [B] int64: which candidate is the referred object
+  // MAttNet's training extras (undefined at evaluation): a language negative per sample (a
+  // sentence of another ref of the same image, RefDataset::negative_ref) and the referent's
+  // attribute words.
+  at::Tensor negative_token_ids;       // [B, L] int64
+  at::Tensor negative_attention_mask;  // [B, L] int64
+  at::Tensor negative_valid;           // [B] bool, false where the split had no other ref
+  at::Tensor attribute_labels;         // [B, A] float 0/1 over the attribute vocabulary
+  at::Tensor attribute_weights;        // [A] float, the BCE weights (AttributeVocabulary)
   std::vector<SampleInfo> info;
 
   std::int64_t size() const { return static_cast<std::int64_t>(info.size()); }

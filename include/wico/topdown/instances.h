@@ -35,21 +35,25 @@ struct InstanceCandidates {
   std::int64_t size() const { return masks.size(1); }
 };
 
-// What an extractor's forward gives: Mask2Former's outputs plus the features the matcher pools.
+// What an extractor's forward gives: Mask2Former's outputs plus the trunk features the matcher
+// pools (MAttNet reads a ResNet's C4 and C5, as its Mask R-CNN head did).
 struct ExtractorOutput {
   at::Tensor class_logits;      // [B, Q, K + 1] (last: no object)
   at::Tensor mask_logits;       // [B, Q, H/4, W/4]
   at::Tensor query_embeddings;  // [B, Q, D] the last decoder layer's normalised queries
   // Deep supervision: {class_logits, mask_logits} of every earlier prediction, first to last.
   std::vector<std::pair<at::Tensor, at::Tensor>> auxiliary;
-  at::Tensor features;              // [B, D, H/s, W/s] pixel features for the matcher
-  std::int64_t feature_stride = 4;  // s
+  at::Tensor c4;  // [B, C4, H/16, W/16] the trunk's res4 output
+  at::Tensor c5;  // [B, C5, H/32, W/32] the trunk's res5 output
 };
 
 class InstanceExtractor : public torch::nn::Module {
  public:
   // images [B, 3, H, W] (normalised) -> predictions.
   virtual ExtractorOutput forward(const at::Tensor& images) = 0;
+  // Only what the matcher pools (c4, c5; the heads' outputs undefined): a matcher trained on
+  // ground-truth instances over a frozen extractor needs no detections (the protocol's stage 2).
+  virtual ExtractorOutput trunk_features(const at::Tensor& images) = 0;
   // Weighted training losses ("td_class", "td_mask", "td_dice", summed over the auxiliary
   // predictions as the original) against the ground-truth instances (masks at the input size).
   virtual std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
@@ -58,16 +62,20 @@ class InstanceExtractor : public torch::nn::Module {
   // probabilities at `size` x `size`, boxes from the binarised masks, no gradient.
   virtual InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
                                     std::int64_t size) = 0;
-  // D of ExtractorOutput::features.
-  virtual std::int64_t feature_dim() const = 0;
 };
 
 struct MatcherInput {
-  at::Tensor features;              // [B, D, h, w] visual features (ExtractorOutput::features)
-  std::int64_t feature_stride = 4;  // input pixels per feature cell
+  at::Tensor c4, c5;  // the extractor's trunk features (ExtractorOutput::c4, c5), both covering
+                      // the whole input, so that the candidates' fractional boxes index them
   InstanceCandidates candidates;
   at::Tensor token_ids;       // [B, L] int64
   at::Tensor attention_mask;  // [B, L] int64, 1 for real tokens
+  // Training extras from the loader (data::Batch; undefined when absent): a language negative
+  // per sample (another ref of the same image) and the referent's attribute labels.
+  at::Tensor negative_token_ids, negative_attention_mask;  // [B, L]
+  at::Tensor negative_valid;                               // [B] bool
+  at::Tensor attribute_labels;                             // [B, A] float 0/1
+  at::Tensor attribute_weights;                            // [A] float
 };
 
 struct MatcherOutput {

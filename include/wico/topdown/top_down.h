@@ -59,6 +59,7 @@ class TopDownBranch : public torch::nn::Module {
   std::int64_t num_classes_, top_k_;
   bool train_on_ground_truth_, eval_on_ground_truth_, detach_features_;
   std::string choose_;  // top_down.choose
+  bool extractor_losses_, matcher_losses_;  // top_down.train
 };
 
 // The top-down branch trained and evaluated on its own (model.kind: top_down): its answer is the

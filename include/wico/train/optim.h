@@ -48,11 +48,12 @@ OptimizerSetup build_optimizer(torch::nn::Module& model, const Config& config);
 
 // The learning-rate factor of optimiser step `iteration` (0-based) of a run of `total` steps.
 struct Schedule {
-  enum class Kind { kConstant, kPoly, kMultistep };
+  enum class Kind { kConstant, kPoly, kMultistep, kExponential };
   Kind kind = Kind::kConstant;
   double poly_power = 0.9;
   std::vector<std::int64_t> milestones;  // in steps (converted from epochs for epoch runs)
   double gamma = 0.1;
+  std::int64_t decay_start = 0, decay_every = 1;  // exponential: gamma^((step - start) / every)
   std::int64_t warmup = 0;  // steps of linear warm-up
   double warmup_factor = 0.001;
   std::int64_t total = 1;

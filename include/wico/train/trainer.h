@@ -23,6 +23,10 @@ class RisModel;
 
 namespace wico::train {
 
+// Throws ConfigError when the model has frozen batch norms and every one of them is still the
+// identity (no weights loaded into a frozen trunk); the trainer checks it before a fresh run.
+void require_loaded_frozen_norms(torch::nn::Module& model);
+
 class Distributed;
 
 struct TrainResult {

@@ -72,15 +72,24 @@ Mask2FormerExtractor::Mask2FormerExtractor(Mask2FormerOptions options)
 }
 
 ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
-  const PixelDecoderOutput pixels = pixel_decoder->forward(backbone->forward(images));
+  const std::vector<at::Tensor> trunk = backbone->forward(images);  // res2..res5
+  const PixelDecoderOutput pixels = pixel_decoder->forward(trunk);
   DecoderPredictions p = predictor->forward(pixels.multi_scale, pixels.mask_features);
   ExtractorOutput out;
   out.class_logits = std::move(p.class_logits);
   out.mask_logits = std::move(p.mask_logits);
   out.query_embeddings = std::move(p.query_embeddings);
   out.auxiliary = std::move(p.auxiliary);
-  out.features = pixels.mask_features;
-  out.feature_stride = 4;
+  out.c4 = trunk[2];
+  out.c5 = trunk[3];
+  return out;
+}
+
+ExtractorOutput Mask2FormerExtractor::trunk_features(const at::Tensor& images) {
+  const std::vector<at::Tensor> trunk = backbone->forward(images);
+  ExtractorOutput out;
+  out.c4 = trunk[2];
+  out.c5 = trunk[3];
   return out;
 }
 

@@ -111,7 +111,8 @@ MattnetOptions MattnetOptions::from_config(const Config& c) {
                         e.what() + ": set mattnet.vocab_size (or text.vocab)");
     }
   }
-  o.feature_dim = c.integer("mattnet.feature_dim");
+  o.pool5_dim = c.integer("mattnet.pool5_dim");
+  o.fc7_dim = c.integer("mattnet.fc7_dim");
   o.word_embedding_size = c.integer("mattnet.word_embedding_size");
   o.word_vec_size = c.integer("mattnet.word_vec_size");
   o.rnn_hidden_size = c.integer("mattnet.rnn_hidden_size");
@@ -132,6 +133,9 @@ MattnetOptions MattnetOptions::from_config(const Config& c) {
   o.lang_rank_weight = c.real("mattnet.lang_rank_weight");
   o.visual_sample_ratio = c.real("mattnet.visual_sample_ratio");
   o.ce_weight = c.real("mattnet.ce_weight");
+  o.num_atts = c.integer("data.attribute_words");
+  o.att_dropout = c.real("mattnet.att_dropout");
+  o.att_weight = c.real("mattnet.att_weight");
   o.validate();
   return o;
 }
@@ -142,7 +146,10 @@ void MattnetOptions::validate() const {
       throw ConfigError(std::string(key) + " must be at least 1 (it is " + std::to_string(v) + ")");
   };
   positive(vocab_size, "mattnet.vocab_size");
-  positive(feature_dim, "mattnet.feature_dim");
+  positive(pool5_dim, "mattnet.pool5_dim");
+  positive(fc7_dim, "mattnet.fc7_dim");
+  if (num_atts < 0) throw ConfigError("data.attribute_words must not be negative");
+  if (att_weight < 0.0) throw ConfigError("mattnet.att_weight must not be negative");
   positive(word_embedding_size, "mattnet.word_embedding_size");
   positive(word_vec_size, "mattnet.word_vec_size");
   positive(rnn_hidden_size, "mattnet.rnn_hidden_size");
@@ -161,6 +168,7 @@ void MattnetOptions::validate() const {
   unit(rnn_dropout, "mattnet.rnn_dropout");
   unit(jemb_dropout, "mattnet.jemb_dropout");
   unit(visual_sample_ratio, "mattnet.visual_sample_ratio");
+  unit(att_dropout, "mattnet.att_dropout");
   if (!(score_scale > 0.0)) throw ConfigError("mattnet.score_scale must be positive");
   if (!(visual_init_norm > 0.0)) throw ConfigError("mattnet.visual_init_norm must be positive");
   if (margin < 0.0 || visual_rank_weight < 0.0 || lang_rank_weight < 0.0 || ce_weight < 0.0) {
@@ -181,8 +189,12 @@ void add_mattnet_keys(Schema& schema) {
                "word embeddings; 0: the tokenizer's vocabulary (text.tokenizer word needs "
                "text.vocab or this)",
                0)
-      .integer("mattnet.feature_dim", 256,
-               "channels of the extractor's features the matcher pools (its feature_dim)", 1)
+      .integer("mattnet.pool5_dim", 1024,
+               "channels of the trunk's C4 (res4) the subject's pool5 grid is pooled from "
+               "(ResNet-50/101: 1024)", 1)
+      .integer("mattnet.fc7_dim", 2048,
+               "channels of the trunk's C5 (res5), the fc7 grid and context features "
+               "(ResNet-50/101: 2048)", 1)
       .integer("mattnet.word_embedding_size", 512, "word embedding size (MAttNet: 512)", 1)
       .integer("mattnet.word_vec_size", 512, "word MLP output = phrase embedding size (512)", 1)
       .integer("mattnet.rnn_hidden_size", 512, "LSTM hidden size per direction (512)", 1)
@@ -209,7 +221,10 @@ void add_mattnet_keys(Schema& schema) {
       .real("mattnet.visual_sample_ratio", 0.3,
             "chance of drawing a same-class negative when there is one (0.3)", 0.0, 1.0)
       .real("mattnet.ce_weight", 1.0,
-            "cross-entropy over the candidates' logits (ours: trains S as a softmax)", 0.0);
+            "cross-entropy over the candidates' logits (ours: trains S as a softmax)", 0.0)
+      .real("mattnet.att_dropout", 0.2,
+            "dropout before the attribute head (the original's visual_drop_out 0.2)", 0.0, 1.0)
+      .real("mattnet.att_weight", 1.0, "weight of the attribute BCE (att_weight 1)", 0.0);
 }
 
 // ---- free functions ----
@@ -266,18 +281,15 @@ at::Tensor roi_grid(const at::Tensor& features, const at::Tensor& boxes, std::in
       .reshape({B, N, grid * grid, D});
 }
 
-at::Tensor masked_average(const at::Tensor& features, const at::Tensor& masks) {
-  const std::int64_t B = features.size(0), D = features.size(1);
-  const std::int64_t h = features.size(2), w = features.size(3), N = masks.size(1);
-  at::Tensor m = masks.to(features.scalar_type());
-  if (m.size(2) != h || m.size(3) != w) {
-    // Coverage of each feature cell when shrinking; bilinear when growing.
-    m = (m.size(2) >= h && m.size(3) >= w) ? at::adaptive_avg_pool2d(m, {h, w})
-                                           : at::upsample_bilinear2d(m, {h, w}, false);
-  }
-  m = m.reshape({B, N, h * w});
-  const at::Tensor sum = at::matmul(m, features.reshape({B, D, h * w}).transpose(1, 2));
-  return sum / m.sum(-1, /*keepdim=*/true).clamp_min(1e-6);
+at::Tensor attribute_loss(const at::Tensor& logits, const at::Tensor& labels,
+                          const at::Tensor& weights) {
+  WICO_CHECK(logits.dim() == 2 && labels.sizes() == logits.sizes() &&
+                 weights.dim() == 1 && weights.size(0) == logits.size(1),
+             "attribute_loss: logits and labels must be [R, A] and weights [A], got ",
+             logits.sizes(), ", ", labels.sizes(), ", ", weights.sizes());
+  if (logits.size(0) == 0) return logits.sum();
+  return at::binary_cross_entropy_with_logits(logits, labels.to(logits.scalar_type()),
+                                              weights.to(logits.scalar_type()));
 }
 
 at::Tensor max_margin_rank_loss(const at::Tensor& paired, const at::Tensor& visual_unpaired,
@@ -327,22 +339,12 @@ MatchingImpl::MatchingImpl(std::int64_t vis_dim, std::int64_t lang_dim, std::int
   lang_emb_fc = register_module("lang_emb_fc", JointMlp(lang_dim, jemb_dim, dropout));
 }
 
-struct MattnetMatcher::Visual {
-  at::Tensor pool5;       // [B * N, G * G, D]
-  at::Tensor fc7;         // [B * N, D]
-  at::Tensor lfeats;      // [B * N, 5]
-  at::Tensor dif_lfeats;  // [B * N, 25]
-  at::Tensor cxt_fc7;     // [B * N, K, D]
-  at::Tensor cxt_lfeats;  // [B * N, K, 5]
-  at::Tensor cxt_valid;   // [B * N, K] bool
-};
-
 MattnetMatcher::MattnetMatcher(MattnetOptions options) : options_(std::move(options)) {
   options_.validate();
   const auto& o = options_;
   const std::int64_t dirs = o.bidirectional ? 2 : 1;
   const std::int64_t context_dim = dirs * o.rnn_hidden_size;
-  const std::int64_t D = o.feature_dim, J = o.jemb_dim, V = o.word_vec_size;
+  const std::int64_t P = o.pool5_dim, F = o.fc7_dim, J = o.jemb_dim, V = o.word_vec_size;
 
   auto rnn_encoder = container(*this, "rnn_encoder");
   embedding_ = rnn_encoder->register_module("embedding",
@@ -363,18 +365,20 @@ MattnetMatcher::MattnetMatcher(MattnetOptions options) : options_(std::move(opti
 
   auto sub = container(*this, "sub_encoder");
   pool5_normalizer_ =
-      sub->register_module("pool5_normalizer", NormalizeScale(D, o.visual_init_norm));
-  fc7_normalizer_ = sub->register_module("fc7_normalizer", NormalizeScale(D, o.visual_init_norm));
+      sub->register_module("pool5_normalizer", NormalizeScale(P, o.visual_init_norm));
+  fc7_normalizer_ = sub->register_module("fc7_normalizer", NormalizeScale(F, o.visual_init_norm));
   att_normalizer_ = sub->register_module("att_normalizer", NormalizeScale(J, o.visual_init_norm));
   phrase_normalizer_ =
       sub->register_module("phrase_normalizer", NormalizeScale(V, o.visual_init_norm));
   auto att_fuse = container(*sub, "att_fuse");
-  att_fuse_fc_ = att_fuse->register_module("0", tnn::Linear(2 * D, J));
+  att_fuse_fc_ = att_fuse->register_module("0", tnn::Linear(P + F, J));
   att_fuse_bn_ = att_fuse->register_module("1", wico::nn::BatchNorm(J));
+  att_dropout_ = sub->register_module("att_dropout", tnn::Dropout(o.att_dropout));
+  if (o.num_atts > 0) att_fc_ = sub->register_module("att_fc", tnn::Linear(J, o.num_atts));
   auto attn_fuse = container(*sub, "attn_fuse");
-  attn_fuse_fc0_ = attn_fuse->register_module("0", tnn::Linear(D + J + V, J));
+  attn_fuse_fc0_ = attn_fuse->register_module("0", tnn::Linear(F + J + V, J));
   attn_fuse_fc2_ = attn_fuse->register_module("2", tnn::Linear(J, 1));
-  sub_matching_ = register_module("sub_matching", Matching(D + J, V, J, o.jemb_dropout));
+  sub_matching_ = register_module("sub_matching", Matching(F + J, V, J, o.jemb_dropout));
 
   auto loc = container(*this, "loc_encoder");
   lfeat_normalizer_ =
@@ -386,10 +390,10 @@ MattnetMatcher::MattnetMatcher(MattnetOptions options) : options_(std::move(opti
 
   auto rel = container(*this, "rel_encoder");
   cxt_feat_normalizer_ =
-      rel->register_module("vis_feat_normalizer", NormalizeScale(D, o.visual_init_norm));
+      rel->register_module("vis_feat_normalizer", NormalizeScale(F, o.visual_init_norm));
   cxt_lfeat_normalizer_ =
       rel->register_module("lfeat_normalizer", NormalizeScale(5, o.visual_init_norm));
-  rel_fc_ = rel->register_module("fc", tnn::Linear(D + 5, J));
+  rel_fc_ = rel->register_module("fc", tnn::Linear(F + 5, J));
   rel_matching_ = register_module("rel_matching", Matching(J, V, J, o.jemb_dropout));
 
   embedding_fc_ = register_module("embedding_fc", tnn::Linear(3 * J, o.output_dim()));
@@ -397,14 +401,20 @@ MattnetMatcher::MattnetMatcher(MattnetOptions options) : options_(std::move(opti
 
 void MattnetMatcher::check_input(const MatcherInput& input) const {
   const auto& c = input.candidates;
-  WICO_CHECK(input.features.dim() == 4, "mattnet: features must be [B, D, h, w], got ",
-             input.features.sizes());
-  if (input.features.size(1) != options_.feature_dim) {
-    throw ConfigError("mattnet.feature_dim is " + std::to_string(options_.feature_dim) +
-                      " but the extractor's features have " +
-                      std::to_string(input.features.size(1)) + " channels");
-  }
-  const std::int64_t B = input.features.size(0);
+  auto check_map = [](const at::Tensor& map, const char* name, std::int64_t channels,
+                      const char* key) {
+    WICO_CHECK(map.defined() && map.dim() == 4, "mattnet: ", name, " must be [B, C, h, w], got ",
+               map.defined() ? map.sizes() : at::IntArrayRef{});
+    if (map.size(1) != channels) {
+      throw ConfigError(std::string(key) + " is " + std::to_string(channels) +
+                        " but the extractor's " + name + " has " + std::to_string(map.size(1)) +
+                        " channels");
+    }
+  };
+  check_map(input.c4, "c4", options_.pool5_dim, "mattnet.pool5_dim");
+  check_map(input.c5, "c5", options_.fc7_dim, "mattnet.fc7_dim");
+  WICO_CHECK(input.c5.size(0) == input.c4.size(0), "mattnet: c4 and c5 differ in batch size");
+  const std::int64_t B = input.c4.size(0);
   WICO_CHECK(c.masks.dim() == 4 && c.masks.size(0) == B,
              "mattnet: masks must be [B, N, h, w], got ", c.masks.sizes());
   const std::int64_t N = c.masks.size(1);
@@ -456,48 +466,56 @@ MattnetLanguage MattnetMatcher::encode_language(const at::Tensor& token_ids,
   return out;
 }
 
-MattnetMatcher::Visual MattnetMatcher::visual_features(const MatcherInput& input) {
+MattnetVisual MattnetMatcher::visual_features(const MatcherInput& input) {
   const auto& c = input.candidates;
-  const std::int64_t B = c.masks.size(0), N = c.masks.size(1), D = options_.feature_dim;
+  const std::int64_t B = c.masks.size(0), N = c.masks.size(1);
+  const std::int64_t P = options_.pool5_dim, F = options_.fc7_dim;
   const std::int64_t G2 = options_.grid_size * options_.grid_size, K = options_.num_cxt;
-  Visual v;
-  v.pool5 = roi_grid(input.features, c.boxes, options_.grid_size).reshape({B * N, G2, D});
-  v.fc7 = masked_average(input.features, c.masks).reshape({B * N, D});
+  MattnetVisual v;
+  v.pool5 = roi_grid(input.c4, c.boxes, options_.grid_size).reshape({B * N, G2, P});
+  v.fc7 = roi_grid(input.c5, c.boxes, options_.grid_size).reshape({B * N, G2, F});
   const LocationFeatures loc = location_features(c.boxes, c.classes, c.valid, K, options_.with_st);
-  const auto float_type = input.features.scalar_type();
+  const auto float_type = input.c5.scalar_type();
   v.lfeats = loc.lfeats.reshape({B * N, 5}).to(float_type);
   v.dif_lfeats = loc.dif_lfeats.reshape({B * N, 5 * kLocationNeighbours}).to(float_type);
   const at::Tensor base = at::arange(B, loc.cxt_index.options()).view({B, 1, 1}) * N;
-  v.cxt_fc7 = v.fc7.index_select(0, (loc.cxt_index + base).reshape(-1)).view({B * N, K, D});
+  const at::Tensor object_fc7 = v.fc7.mean(1);  // [B * N, F]: box_to_fc7's mean over the grid
+  v.cxt_fc7 = object_fc7.index_select(0, (loc.cxt_index + base).reshape(-1)).view({B * N, K, F});
   v.cxt_lfeats = loc.cxt_lfeats.reshape({B * N, K, 5}).to(float_type);
   v.cxt_valid = loc.cxt_valid.reshape({B * N, K});
   return v;
 }
 
-MattnetMatcher::Scored MattnetMatcher::score(const Visual& v, const at::Tensor& rows,
-                                             const MattnetLanguage& language,
-                                             const at::Tensor& sentences) {
-  const std::int64_t R = rows.size(0), G2 = v.pool5.size(1), D = v.pool5.size(2);
+MattnetScores MattnetMatcher::score(const MattnetVisual& v, const at::Tensor& rows,
+                                    const MattnetLanguage& language, const at::Tensor& sentences) {
+  const std::int64_t R = rows.size(0), G2 = v.pool5.size(1);
+  const std::int64_t P = v.pool5.size(2), F = v.fc7.size(2);
   const std::int64_t J = options_.jemb_dim, V = options_.word_vec_size, K = options_.num_cxt;
+  WICO_CHECK(P == options_.pool5_dim && F == options_.fc7_dim && v.fc7.size(1) == G2,
+             "mattnet: pool5 [R, G*G, ", options_.pool5_dim, "] and fc7 [R, G*G, ",
+             options_.fc7_dim, "] expected, got ", v.pool5.sizes(), " and ", v.fc7.sizes());
   auto joint = [](Matching& m, const at::Tensor& vis, const at::Tensor& lang) {
     return std::make_pair(l2_normalize(m->vis_emb_fc->forward(vis)),
                           l2_normalize(m->lang_emb_fc->forward(lang)));
   };
+  MattnetScores s;
 
-  // Subject: phrase-guided attention over the grid cells, each [fc7; att_fuse(pool5, fc7)].
+  // Subject (SubjectEncoder): att_fuse of each cell's [pool5; fc7], the attribute head on their
+  // mean, phrase-guided attention over the cells [fc7; att].
   const at::Tensor sub_phrase = language.sub_phrase.index_select(0, sentences);
-  const at::Tensor pool5 = pool5_normalizer_->forward(v.pool5.index_select(0, rows));
-  const at::Tensor fc7 =
-      fc7_normalizer_->forward(v.fc7.index_select(0, rows)).unsqueeze(1).expand({R, G2, D});
-  at::Tensor att = att_fuse_fc_->forward(at::cat({pool5, fc7}, -1).reshape({R * G2, 2 * D}));
-  att = att_normalizer_->forward(batch_norm_rows(att_fuse_bn_, att).relu()).view({R, G2, J});
-  const at::Tensor cells = at::cat({fc7, att}, -1);  // [R, G2, D + J]
+  const at::Tensor pool5 = pool5_normalizer_->forward(v.pool5.index_select(0, rows));  // [R, G2, P]
+  const at::Tensor fc7 = fc7_normalizer_->forward(v.fc7.index_select(0, rows));        // [R, G2, F]
+  at::Tensor att = att_fuse_fc_->forward(at::cat({pool5, fc7}, -1).reshape({R * G2, P + F}));
+  att = batch_norm_rows(att_fuse_bn_, att).relu().view({R, G2, J});
+  if (att_fc_) s.att_scores = att_fc_->forward(att_dropout_->forward(att.mean(1)));
+  att = att_normalizer_->forward(att);
+  const at::Tensor cells = at::cat({fc7, att}, -1);  // [R, G2, F + J]
   const at::Tensor phrase = phrase_normalizer_->forward(sub_phrase).unsqueeze(1).expand({R, G2, V});
-  const at::Tensor grid_attn =
+  s.grid_attn =
       attn_fuse_fc2_->forward(attn_fuse_fc0_->forward(at::cat({cells, phrase}, -1)).tanh())
           .squeeze(-1)
           .softmax(-1);
-  const at::Tensor sub_feats = at::bmm(grid_attn.unsqueeze(1), cells).squeeze(1);
+  const at::Tensor sub_feats = at::bmm(s.grid_attn.unsqueeze(1), cells).squeeze(1);
   const auto [sub_v, sub_l] = joint(sub_matching_, sub_feats, sub_phrase);
 
   // Location: own box and offsets to same-class neighbours.
@@ -521,22 +539,33 @@ MattnetMatcher::Scored MattnetMatcher::score(const Visual& v, const at::Tensor& 
                       l2_normalize(rel_matching_->vis_emb_fc->forward(
                           rel_feats.reshape({R * K, J}).index_select(0, real))))
           .view({R, K, J});
-  const at::Tensor rel_l = l2_normalize(
-      rel_matching_->lang_emb_fc->forward(language.rel_phrase.index_select(0, sentences)));
+  // The phrase goes through lang_emb_fc once per real context, as RelationMatching expands it:
+  // the batch norm's running variance counts those rows.
+  const at::Tensor rel_phrase = language.rel_phrase.index_select(0, sentences);  // [R, V]
+  const at::Tensor rel_l =
+      at::zeros({R * K, J}, rel_feats.options())
+          .index_copy(0, real,
+                      l2_normalize(rel_matching_->lang_emb_fc->forward(
+                          rel_phrase.unsqueeze(1).expand({R, K, V}).reshape({R * K, V})
+                              .index_select(0, real))))
+          .view({R, K, J});
   const at::Tensor rel_cos =
-      (rel_v * rel_l.unsqueeze(1)).sum(-1).masked_fill(cxt_valid.logical_not(), -kInf);
+      (rel_v * rel_l).sum(-1).masked_fill(cxt_valid.logical_not(), -kInf);
   const auto [rel_best, rel_ix] = rel_cos.max(1);
   const at::Tensor rel_score =
       at::where(cxt_valid.any(1), rel_best, at::zeros({}, rel_best.options()));
-  const at::Tensor rel_vsel = rel_v.gather(1, rel_ix.view({R, 1, 1}).expand({R, 1, J})).squeeze(1);
+  const at::Tensor rel_index = rel_ix.view({R, 1, 1}).expand({R, 1, J});
+  const at::Tensor rel_vsel = rel_v.gather(1, rel_index).squeeze(1);
+  const at::Tensor rel_lsel = rel_l.gather(1, rel_index).squeeze(1);
+  s.rel_index = rel_ix;
 
-  Scored s;
   s.modules = at::stack({(sub_v * sub_l).sum(-1), (loc_v * loc_l).sum(-1), rel_score}, 1);
-  const at::Tensor w = language.weights.index_select(0, sentences);  // [R, 3]
+  s.weights = language.weights.index_select(0, sentences);  // [R, 3]
+  const at::Tensor& w = s.weights;
   s.overall = (w * s.modules).sum(1);
   // Elementwise products of unit vectors are ~1/J each; times J they are O(1) and sum to J cos.
   s.joint = at::cat({w.narrow(1, 0, 1) * sub_v * sub_l, w.narrow(1, 1, 1) * loc_v * loc_l,
-                     w.narrow(1, 2, 1) * rel_vsel * rel_l},
+                     w.narrow(1, 2, 1) * rel_vsel * rel_lsel},
                     1) *
             static_cast<double>(J);
   return s;
@@ -550,9 +579,9 @@ MatcherOutput MattnetMatcher::forward(const MatcherInput& input) {
   const at::Tensor rows = valid.reshape(-1).nonzero().squeeze(1);
   const at::Tensor sentences = rows.div(N, "floor");
 
-  const Visual v = visual_features(input);
+  const MattnetVisual v = visual_features(input);
   const MattnetLanguage language = encode_language(input.token_ids, input.attention_mask);
-  const Scored s = score(v, rows, language, sentences);
+  const MattnetScores s = score(v, rows, language, sentences);
 
   const auto options = s.overall.options();
   const at::Tensor overall =
@@ -570,6 +599,20 @@ MatcherOutput MattnetMatcher::forward(const MatcherInput& input) {
   out.module_weights = language.weights;
   return out;
 }
+
+namespace {
+
+// The sentences of two encodings as one batch (a first, then b), for score().
+MattnetLanguage concatenate(const MattnetLanguage& a, const MattnetLanguage& b) {
+  MattnetLanguage out;
+  out.weights = at::cat({a.weights, b.weights});
+  out.sub_phrase = at::cat({a.sub_phrase, b.sub_phrase});
+  out.loc_phrase = at::cat({a.loc_phrase, b.loc_phrase});
+  out.rel_phrase = at::cat({a.rel_phrase, b.rel_phrase});
+  return out;
+}
+
+}  // namespace
 
 std::map<std::string, at::Tensor> MattnetMatcher::loss(const MatcherInput& input,
                                                        const MatcherOutput& output,
@@ -589,12 +632,40 @@ std::map<std::string, at::Tensor> MattnetMatcher::loss(const MatcherInput& input
     WICO_CHECK(t[i] >= 0 && t[i] < N && ok[i][t[i]], "mattnet: sample ", i, "'s target ", t[i],
                " is not one of its valid candidates");
   }
-
-  // Negatives as the original's sample_neg_ids: a same-class one with probability
-  // visual_sample_ratio, else one of another class.
+  const bool with_lang = options_.lang_rank_weight > 0.0;
   const at::Tensor u = at::rand({B, 4}, at::TensorOptions().dtype(at::kDouble));
   const auto uu = u.accessor<double, 2>();
-  std::vector<std::int64_t> vis_neg(B, -1), lang_neg(B, -1);
+  at::Tensor negative_ids = input.negative_token_ids, negative_mask = input.negative_attention_mask;
+  at::Tensor negative_valid = input.negative_valid;
+  if (with_lang && !negative_ids.defined()) {
+    // A batch without the loader's negatives (built by hand, or an evaluation batch's loss):
+    // another sample's expression, same-class referent preferred at the same ratio.
+    std::vector<std::int64_t> other_sample(B, -1);
+    for (std::int64_t i = 0; i < B; ++i) {
+      std::vector<std::int64_t> same, other;
+      for (std::int64_t j = 0; j < B; ++j) {
+        if (j != i) (cls[j][t[j]] == cls[i][t[i]] ? same : other).push_back(j);
+      }
+      other_sample[i] = sample_negative(same, other, options_.visual_sample_ratio, uu[i][2], uu[i][3]);
+    }
+    const at::Tensor index = at::tensor(other_sample, at::TensorOptions().dtype(at::kLong));
+    const at::Tensor gather = index.clamp_min(0).to(input.token_ids.device());
+    negative_ids = input.token_ids.index_select(0, gather);
+    negative_mask = input.attention_mask.index_select(0, gather);
+    negative_valid = index >= 0;
+  }
+  if (with_lang) {
+    WICO_CHECK(negative_ids.sizes() == negative_mask.sizes() && negative_ids.dim() == 2 &&
+                   negative_ids.size(0) == B && negative_valid.defined() &&
+                   negative_valid.numel() == B,
+               "mattnet: the language negatives must be negative_token_ids and "
+               "negative_attention_mask [B, L] with negative_valid [B], got ",
+               negative_ids.sizes(), ", ", negative_mask.sizes());
+  }
+
+  // Visual negatives as the original's sample_neg_ids: a same-class candidate with probability
+  // visual_sample_ratio, else one of another class.
+  std::vector<std::int64_t> vis_neg(B, -1);
   for (std::int64_t i = 0; i < B; ++i) {
     std::vector<std::int64_t> same, other;
     for (std::int64_t n = 0; n < N; ++n) {
@@ -602,44 +673,66 @@ std::map<std::string, at::Tensor> MattnetMatcher::loss(const MatcherInput& input
       (cls[i][n] == cls[i][t[i]] ? same : other).push_back(n);
     }
     vis_neg[i] = sample_negative(same, other, options_.visual_sample_ratio, uu[i][0], uu[i][1]);
-    same.clear();
-    other.clear();
-    for (std::int64_t j = 0; j < B; ++j) {
-      if (j == i) continue;
-      (cls[j][t[j]] == cls[i][t[i]] ? same : other).push_back(j);
-    }
-    lang_neg[i] = sample_negative(same, other, options_.visual_sample_ratio, uu[i][2], uu[i][3]);
   }
-  auto as_tensor = [&](const std::vector<std::int64_t>& values) {
-    return at::tensor(values, at::TensorOptions().dtype(at::kLong)).to(device);
-  };
-  const at::Tensor vis_neg_t = as_tensor(vis_neg), lang_neg_t = as_tensor(lang_neg);
+  const auto long_options = at::TensorOptions().dtype(at::kLong);
+  const at::Tensor vis_neg_t = at::tensor(vis_neg, long_options).to(device);
   const at::Tensor target_d = target.to(device);
-  const at::Tensor vis_ok = vis_neg_t >= 0, lang_ok = lang_neg_t >= 0;
+  const at::Tensor vis_ok = vis_neg_t >= 0;
+  const at::Tensor lang_ok =
+      with_lang ? negative_valid.to(device, at::kBool) : at::zeros({B}, vis_ok.options());
 
-  const at::Tensor scores = output.logits / options_.score_scale;  // the overall scores
-  const at::Tensor paired = scores.gather(1, target_d.unsqueeze(1)).squeeze(1);
-  const at::Tensor visual_unpaired =
-      scores.gather(1, at::where(vis_ok, vis_neg_t, target_d).unsqueeze(1)).squeeze(1);
-  at::Tensor lang_unpaired = at::zeros({B}, paired.options());
-  if (options_.lang_rank_weight > 0.0 && lang_ok.any().item<bool>()) {
-    // (this sample's referent, another sample's expression) through the model again.
-    const at::Tensor samples = lang_ok.nonzero().squeeze(1);
-    const at::Tensor rows = samples * N + target_d.index_select(0, samples);
-    const Visual v = visual_features(input);
-    const MattnetLanguage language = encode_language(input.token_ids, input.attention_mask);
-    const Scored s = score(v, rows, language, lang_neg_t.index_select(0, samples));
-    lang_unpaired = lang_unpaired.index_copy(0, samples, s.overall);
+  // One pass over [referents; visual negatives; referents with the language negatives], as the
+  // original's combine_feats: one set of batch-norm statistics for the three kinds of rows.
+  const at::Tensor samples = at::arange(B, long_options.device(device));
+  const at::Tensor pos_rows = samples * N + target_d;
+  const at::Tensor vis_samples = vis_ok.nonzero().squeeze(1);
+  const at::Tensor lang_samples = lang_ok.nonzero().squeeze(1);
+  const at::Tensor rows = at::cat({pos_rows, vis_samples * N + vis_neg_t.index_select(0, vis_samples),
+                                   pos_rows.index_select(0, lang_samples)});
+  MattnetLanguage language = encode_language(input.token_ids, input.attention_mask);
+  at::Tensor sentences = at::cat({samples, vis_samples});
+  if (with_lang) {
+    language = concatenate(language, encode_language(negative_ids, negative_mask));
+    sentences = at::cat({sentences, lang_samples + B});
   }
-  const at::Tensor rank =
-      max_margin_rank_loss(paired, visual_unpaired, vis_ok, lang_unpaired, lang_ok, options_.margin,
-                           options_.visual_rank_weight, options_.lang_rank_weight);
+  const MattnetVisual v = visual_features(input);
+  const MattnetScores s = score(v, rows, language, sentences);
+  const std::int64_t nv = vis_samples.size(0), nl = lang_samples.size(0);
+  const at::Tensor paired = s.overall.narrow(0, 0, B);
+  const at::Tensor zeros = at::zeros({B}, paired.options());
+  const at::Tensor visual_unpaired = zeros.index_copy(0, vis_samples, s.overall.narrow(0, B, nv));
+  const at::Tensor lang_unpaired =
+      zeros.index_copy(0, lang_samples, s.overall.narrow(0, B + nv, nl));
+  std::map<std::string, at::Tensor> losses;
+  losses["match_rank"] =
+      max_margin_rank_loss(paired, visual_unpaired, vis_ok, lang_unpaired, lang_ok,
+                           options_.margin, options_.visual_rank_weight, options_.lang_rank_weight);
 
   const at::Tensor finite = at::where(c.valid.to(at::kBool).to(device), output.logits,
                                       at::full({}, -1e9, output.logits.options()));
-  const at::Tensor ce =
+  losses["match_ce"] =
       -finite.log_softmax(-1).gather(1, target_d.unsqueeze(1)).mean() * options_.ce_weight;
-  return {{"match_rank", rank}, {"match_ce", ce}};
+
+  // Attributes of the referents that have any (the original's select_ixs).
+  if (att_fc_ && input.attribute_labels.defined() && options_.att_weight > 0.0) {
+    const at::Tensor& labels = input.attribute_labels;
+    const std::int64_t A = labels.size(1);
+    WICO_CHECK(labels.dim() == 2 && labels.size(0) == B && input.attribute_weights.defined() &&
+                   input.attribute_weights.numel() == A,
+               "mattnet: attribute_labels must be [B, A] with attribute_weights [A], got ",
+               labels.sizes());
+    if (A > options_.num_atts) {
+      throw ConfigError("data.attribute_words is " + std::to_string(options_.num_atts) +
+                        " but the batch has " + std::to_string(A) + " attribute words");
+    }
+    const at::Tensor labelled = (labels.sum(1) > 0).nonzero().squeeze(1);
+    const at::Tensor logits = s.att_scores.narrow(0, 0, B).narrow(1, 0, A);
+    losses["match_att"] = options_.att_weight *
+                          attribute_loss(logits.index_select(0, labelled),
+                                         labels.to(device).index_select(0, labelled),
+                                         input.attribute_weights.to(device));
+  }
+  return losses;
 }
 
 }  // namespace wico::topdown

@@ -1,8 +1,8 @@
 // The Mask2Former instance extractor (facebookresearch/Mask2Former, the COCO instance model):
 // a ResNet trunk, the multi-scale deformable-attention pixel decoder, the masked-attention
 // transformer decoder and the set criterion, behind the InstanceExtractor seam
-// (`top_down.extractor: mask2former`). The matcher pools the pixel decoder's mask features
-// (stride 4, mask_dim channels).
+// (`top_down.extractor: mask2former`). The matcher pools the trunk's res4 and res5 outputs
+// (ExtractorOutput::c4, c5), as MAttNet pooled its Mask R-CNN's C4 and ran res5 on the crops.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -46,11 +46,11 @@ class Mask2FormerExtractor : public InstanceExtractor, public io::PretrainedWeig
   explicit Mask2FormerExtractor(Mask2FormerOptions options);
   std::vector<io::ImportReport> load_pretrained() override;
   ExtractorOutput forward(const at::Tensor& images) override;
+  ExtractorOutput trunk_features(const at::Tensor& images) override;
   std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
                                          const InstanceCandidates& targets) override;
   InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
                             std::int64_t size) override;
-  std::int64_t feature_dim() const override { return options_.pixel_decoder.mask_dim; }
   const Mask2FormerOptions& options() const { return options_; }
 
   backbones::ResNet backbone{nullptr};

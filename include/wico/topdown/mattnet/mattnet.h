@@ -5,19 +5,23 @@
 // overall score is the weighted sum of the module scores.
 //
 // Parameter names follow the original's state_dict (rnn_encoder.*, weight_fc, sub_attn, loc_attn,
-// rel_attn, sub_encoder.*, sub_matching.*, loc_encoder.*, loc_matching.*, rel_encoder.*,
-// rel_matching.*); embedding_fc is ours.
+// rel_attn, sub_encoder.* with att_fc, sub_matching.*, loc_encoder.*, loc_matching.*,
+// rel_encoder.*, rel_matching.*): a JointMatching state dict loads by name
+// (tests/topdown/mattnet_parity_test.cpp); embedding_fc is ours.
 //
-// Visual inputs without Mask R-CNN heads. The original reads res101's C4 crop ("pool5", 7x7) and
-// the C5 head's output on that grid ("fc7"), and an object's pooled fc7 as its context feature.
-// Here, from the extractor's feature map [B, D, h, w]:
-//   pool5 = a 7x7 ROI-align of the features inside the candidate's box (2x2 bilinear samples per
-//           cell, averaged);
-//   fc7   = the average of the features under the candidate's mask (the mask's coverage of each
-//           feature cell as weights), the same vector on every grid cell: the subject module's
-//           attended output is then [fc7; attended grid], and contexts use the same fc7;
-//   D     = pool5_dim = fc7_dim (mattnet.feature_dim, the extractor's feature_dim()).
-// The attribute branch (att_fc and its BCE loss) is left out: the data has no attribute labels.
+// Visual inputs as MAttNet's (gt_mrcn_loader.py, mrcn box_to_spatial_fc7), from the extractor's
+// trunk rather than a separate Mask R-CNN:
+//   pool5   = a 7x7 ROI-align of C4 (res4, 1024 channels at R50/R101) inside the candidate's box
+//             (2x2 bilinear samples per cell, averaged); the original crops its res101 C4 the
+//             same way (crop pooling, 7x7);
+//   fc7     = a 7x7 ROI-align of C5 (res5, 2048 channels) inside the box. The original runs res5
+//             (stride 1) on each pool5 crop; we pool the res5 output the trunk already computed
+//             for the whole image (one res5 per image instead of one per candidate; a cell then
+//             also sees what lies around the box);
+//   cxt_fc7 = a context object's fc7 averaged over its 49 cells (the original's box_to_fc7);
+//   lfeats, dif_lfeats, cxt_lfeats from the boxes, as the original's.
+// The attribute branch (att_dropout + att_fc on the mean att_fuse feature, weighted BCE on the
+// referents that have attribute words) has data.attribute_words outputs (0: no branch).
 //
 // Deviations, each for a reason:
 //  - Batch norm and the relationship MLP see only real rows (valid candidates, valid contexts), so
@@ -54,7 +58,8 @@ namespace wico::topdown {
 
 struct MattnetOptions {
   std::int64_t vocab_size = 30522;  // word ids; from_config: the tokenizer's unless set
-  std::int64_t feature_dim = 256;   // D of MatcherInput::features (pool5_dim = fc7_dim)
+  std::int64_t pool5_dim = 1024;  // channels of MatcherInput::c4
+  std::int64_t fc7_dim = 2048;    // channels of MatcherInput::c5
   std::int64_t word_embedding_size = 512;
   std::int64_t word_vec_size = 512;  // the word MLP's output, the phrase embeddings' size
   std::int64_t rnn_hidden_size = 512;
@@ -75,8 +80,12 @@ struct MattnetOptions {
   double lang_rank_weight = 1.0;
   double visual_sample_ratio = 0.3;  // chance of a same-class negative (the original's ratio)
   double ce_weight = 1.0;            // our cross-entropy over the candidates' logits
+  std::int64_t num_atts = 0;         // attribute head outputs (data.attribute_words; 0: none)
+  double att_dropout = 0.2;          // the original's visual_drop_out, before att_fc
+  double att_weight = 1.0;           // the attribute BCE's weight
 
-  // Reads mattnet.*; vocab_size from the tokenizer (text.*) when mattnet.vocab_size is 0.
+  // Reads mattnet.*; vocab_size from the tokenizer (text.*) when mattnet.vocab_size is 0,
+  // num_atts from data.attribute_words.
   static MattnetOptions from_config(const Config& config);
   // Throws ConfigError naming the mattnet.* key of a bad value.
   void validate() const;
@@ -156,37 +165,64 @@ struct MattnetLanguage {
   at::Tensor sub_phrase, loc_phrase, rel_phrase;  // [B, word_vec_size]
 };
 
+// The phrase-independent visual inputs of candidate rows, in the original's layout (its (n, C,
+// 7, 7) grids with the cells first: cell = row * 7 + column).
+struct MattnetVisual {
+  at::Tensor pool5;       // [R, G * G, pool5_dim]
+  at::Tensor fc7;         // [R, G * G, fc7_dim]
+  at::Tensor lfeats;      // [R, 5]
+  at::Tensor dif_lfeats;  // [R, 25]
+  at::Tensor cxt_fc7;     // [R, K, fc7_dim]
+  at::Tensor cxt_lfeats;  // [R, K, 5]
+  at::Tensor cxt_valid;   // [R, K] bool
+};
+
+// What JointMatching.forward returns, per scored row.
+struct MattnetScores {
+  at::Tensor overall;     // [R] weighted sum of the module scores
+  at::Tensor modules;     // [R, 3] subject, location, relationship cosines
+  at::Tensor weights;     // [R, 3] the expression's module weights
+  at::Tensor grid_attn;   // [R, G * G] the subject's attention over the grid
+  at::Tensor rel_index;   // [R] the context whose cosine won (0 without contexts)
+  at::Tensor att_scores;  // [R, num_atts] attribute logits (undefined without the branch)
+  at::Tensor joint;       // [R, 3 * jemb] weighted (visual * phrase) joint embeddings
+};
+
+// GtMRCNLoader-style attribute loss: BCE with logits, weighted per attribute, averaged over the
+// rows and attributes of `logits` [R, A] against `labels` [R, A] (R may be 0: a zero loss).
+at::Tensor attribute_loss(const at::Tensor& logits, const at::Tensor& labels,
+                          const at::Tensor& weights);
+
 class MattnetMatcher : public InstanceMatcher {
  public:
   explicit MattnetMatcher(MattnetOptions options);
 
   MatcherOutput forward(const MatcherInput& input) override;
-  // {"match_rank": the weighted ranking loss, "match_ce": ce_weight * cross-entropy}. As the
-  // original's sample_neg_ids, with probability visual_sample_ratio a same-class negative is
-  // preferred: the visual one is another valid candidate of the sample (none: term skipped), the
-  // language one another sample's expression scored against this sample's referent by a second
-  // pass (a batch of one: skipped); both averaged over the batch. Draws come from torch's
-  // default generator (deterministic under torch::manual_seed).
+  // {"match_rank": the weighted ranking loss, "match_ce": ce_weight * cross-entropy, "match_att":
+  // att_weight * attribute BCE (with attribute labels)}. As the original's training pass, the
+  // referents with their expressions, the visual negatives with the same expressions and the
+  // referents with the language negatives are scored in one pass (one set of batch-norm
+  // statistics). A visual negative is another valid candidate of the sample, same-class with
+  // probability visual_sample_ratio (sample_neg_ids; none: term skipped); the language negative
+  // is MatcherInput::negative_token_ids (the loader's sentence of another ref of the image);
+  // a batch without them (built by hand, or an evaluation batch) uses another sample's
+  // expression, a same-class referent's at the same ratio. Draws come from torch's default
+  // generator (deterministic under torch::manual_seed).
   std::map<std::string, at::Tensor> loss(const MatcherInput& input, const MatcherOutput& output,
                                          const at::Tensor& target_index) override;
   std::int64_t embedding_dim() const override { return options_.output_dim(); }
 
   // token_ids / attention_mask [B, L]; padding is packed away from the LSTM.
   MattnetLanguage encode_language(const at::Tensor& token_ids, const at::Tensor& attention_mask);
+  // The visual inputs of every candidate, [B * N] rows (sample-major).
+  MattnetVisual visual_features(const MatcherInput& input);
+  // JointMatching.forward: the rows `rows` of `visual` against the expressions `sentences` [R]
+  // (indices into `language`'s batch).
+  MattnetScores score(const MattnetVisual& visual, const at::Tensor& rows,
+                      const MattnetLanguage& language, const at::Tensor& sentences);
   const MattnetOptions& options() const { return options_; }
 
  private:
-  struct Visual;  // the phrase-independent candidate features, [B * N, ...] rows
-  struct Scored {
-    at::Tensor overall;  // [R] weighted sum of the module scores
-    at::Tensor modules;  // [R, 3] subject, location, relationship cosines
-    at::Tensor joint;    // [R, 3 * jemb] weighted (visual * phrase) joint embeddings
-  };
-  Visual visual_features(const MatcherInput& input);
-  // Scores the candidate rows `rows` (indices into B * N) against the expressions `sentences` [R]
-  // (indices into the batch) of `language`.
-  Scored score(const Visual& visual, const at::Tensor& rows, const MattnetLanguage& language,
-               const at::Tensor& sentences);
   void check_input(const MatcherInput& input) const;
 
   MattnetOptions options_;
@@ -203,6 +239,8 @@ class MattnetMatcher : public InstanceMatcher {
   torch::nn::Linear att_fuse_fc_{nullptr};
   wico::nn::BatchNorm att_fuse_bn_{nullptr};
   torch::nn::Linear attn_fuse_fc0_{nullptr}, attn_fuse_fc2_{nullptr};
+  torch::nn::Dropout att_dropout_{nullptr};
+  torch::nn::Linear att_fc_{nullptr};  // only with num_atts > 0
   Matching sub_matching_{nullptr};
   // loc_encoder.{lfeat_normalizer, dif_lfeat_normalizer, fc}
   NormalizeScale lfeat_normalizer_{nullptr}, dif_lfeat_normalizer_{nullptr};
