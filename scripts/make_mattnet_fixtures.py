@@ -16,6 +16,8 @@ dropout 0 so that training mode is deterministic) and runs it on random MAttNet 
            running statistics after the pass.
 Every context slot is real (the original masks padded contexts to a cosine of 0, which our
 matcher leaves out instead: docs/design.md).
+It also writes `roi.*`: torchvision.ops.roi_align (aligned=True, sampling_ratio=2, 7x7) of a
+random map for boxes inside it, the reference of our pool5/fc7 pooling (roi_grid).
 """
 import os
 import sys
@@ -122,6 +124,16 @@ def main():
     for name, b in model.named_buffers():
         if 'running' in name:
             tensors['after.' + name] = b.detach().clone()
+    # roi_grid's reference: ROI-align of C4/C5-like maps (boxes at least a pixel from the border,
+    # where torchvision clamps and grid_sample pads with zeros).
+    from torchvision.ops import roi_align
+    features = torch.randn(2, 5, 12, 16)
+    boxes = torch.tensor([[0, 1.5, 2.0, 9.0, 7.5], [0, 3.0, 1.25, 14.5, 10.0],
+                          [1, 1.0, 1.0, 15.0, 11.0], [1, 6.2, 4.4, 8.1, 5.3]])
+    tensors['roi.features'] = features
+    tensors['roi.boxes'] = boxes
+    tensors['roi.expected'] = roi_align(features, boxes, output_size=7, spatial_scale=1.0,
+                                        sampling_ratio=2, aligned=True)
     tensors = {k: v.contiguous().float() for k, v in tensors.items()}
     meta = {'opt': OPT, 'samples': K, 'num_cxt': NUM_CXT, 'margin': MARGIN,
             'visual_rank_weight': VIS_W, 'lang_rank_weight': LANG_W, 'att_weight': ATT_W,

@@ -35,7 +35,20 @@ void add_data_keys(Schema& schema) {
             {"error", "skip"})
       .integer("data.input_size", 480, "network input side S (LAVT 480, CRIS/VLT 416)", 16, 4096)
       .text("data.resize", "plain", "plain: resize to S x S (LAVT); letterbox: keep the aspect "
-            "ratio and pad with data.fill (CRIS, VLT)", {"plain", "letterbox"})
+            "ratio and pad with data.fill (CRIS, VLT); shortest_edge: detectron2's "
+            "ResizeShortestEdge (data.min_size, data.max_size; Mask2Former's test-time resize), "
+            "the canvas padded to data.size_divisibility, not square",
+            {"plain", "letterbox", "shortest_edge"})
+      .integer("data.min_size", 800, "shortest_edge: the shorter side's length (800)", 1, 65536)
+      .integer("data.max_size", 1333, "shortest_edge: the longer side's cap (1333)", 1, 65536)
+      .integer("data.size_divisibility", 32, "shortest_edge: canvas sides a multiple of this (32)",
+               1, 4096)
+      .text("data.augment", "none",
+            "training augmentation: none, or lsj (Mask2Former's large-scale jitter: flip, scale "
+            "data.lsj_scale of S = data.input_size, crop or pad to S; only with data.train_on "
+            "instance_images, as flips and crops break referring expressions)",
+            {"none", "lsj"})
+      .reals("data.lsj_scale", {0.1, 2.0}, "lsj: the scale range (Mask2Former: 0.1 to 2.0)", 0.0)
       .text("data.resize_filter", "opencv", "plain resize: OpenCV bilinear/nearest, or Pillow's "
             "antialiased BILINEAR and NEAREST exactly as LAVT's torchvision does (pil)",
             {"opencv", "pil"})

@@ -51,6 +51,18 @@ const Ref* pick(const std::vector<const Ref*>& from, double u) {
 
 }  // namespace
 
+void RefDataset::set_lsj(double min_scale, double max_scale) {
+  if (mode_ != Mode::kInstanceImages) {
+    throw ConfigError("data.augment: lsj flips and crops images, which breaks referring "
+                      "expressions (left/right, cut-off referents): it is for an instance "
+                      "extractor's own training (data.train_on: instance_images)");
+  }
+  if (!(min_scale > 0.0 && max_scale >= min_scale)) {
+    throw ConfigError("data.lsj_scale must be [min, max] with 0 < min <= max");
+  }
+  lsj_scale_ = std::make_pair(min_scale, max_scale);
+}
+
 void RefDataset::set_attributes(std::shared_ptr<const AttributeVocabulary> vocabulary) {
   attributes_ = std::move(vocabulary);
   attribute_labels_.clear();
@@ -149,6 +161,7 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     c.class_index = data_.class_index(ann.category_id);
     c.iscrowd = ann.iscrowd;
     c.box = ann.bbox;
+    c.segmentation = &ann.segmentation;
     const bool is_target = ann_id == s.ann_id;
     try {
       c.mask = annotation_to_mask(ann.segmentation, info.height, info.width);
@@ -166,7 +179,15 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     s.candidates.push_back(std::move(c));
   }
   WICO_CHECK(s.target_index >= 0, "ref ", s.ref_id, " has no annotation on its image");
-  if (mode_ == Mode::kInstanceImages) return s;
+  if (mode_ == Mode::kInstanceImages) {
+    if (lsj_scale_) {
+      const auto key = static_cast<std::uint64_t>(index);
+      const auto [lo, hi] = *lsj_scale_;
+      s.lsj = LsjDraw{lo + (hi - lo) * uniform_draw(seed, epoch, key, 4),
+                      uniform_draw(seed, epoch, key, 5), uniform_draw(seed, epoch, key, 6) < 0.5};
+    }
+    return s;
+  }
   if (mode_ != Mode::kEvaluation) {
     if (const Ref* negative = negative_ref(index, seed, epoch)) {
       const double u = uniform_draw(seed, epoch, static_cast<std::uint64_t>(index), 3);

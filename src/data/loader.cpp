@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 #include <numeric>
 #include <random>
 
@@ -35,6 +36,10 @@ LoaderOptions LoaderOptions::from_config(const Config& config) {
   o.seed = static_cast<std::uint64_t>(config.integer("run.seed"));
   o.input_size = static_cast<int>(config.integer("data.input_size"));
   o.letterbox = config.text("data.resize") == "letterbox";
+  o.shortest_edge = config.text("data.resize") == "shortest_edge";
+  o.min_size = static_cast<int>(config.integer("data.min_size"));
+  o.max_size = static_cast<int>(config.integer("data.max_size"));
+  o.size_divisibility = static_cast<int>(config.integer("data.size_divisibility"));
   o.resize_filter = parse_resize_filter(config.text("data.resize_filter"));
   check_resize_filter(o.letterbox, o.resize_filter);  // at configuration, not at the first batch
   o.mask_rule = parse_mask_rule(config.text("data.mask_rule"));
@@ -218,8 +223,9 @@ struct Prepared {
 
 // HWC uint8 BGR -> CHW float RGB, normalised, in one pass straight into the batch tensor (the
 // workers avoid LibTorch's own thread pool, which the training step is using).
-void write_normalised(const cv::Mat3b& image, const Normalization& norm, float* out) {
-  const std::size_t plane = static_cast<std::size_t>(image.rows) * image.cols;
+void write_normalised(const cv::Mat3b& image, const Normalization& norm, float* out, int width,
+                      int height) {
+  const std::size_t plane = static_cast<std::size_t>(height) * width;
   float scale[3], shift[3];
   for (int c = 0; c < 3; ++c) {
     scale[c] = 1.0f / (255.0f * norm.std[c]);
@@ -227,20 +233,28 @@ void write_normalised(const cv::Mat3b& image, const Normalization& norm, float* 
   }
   for (int y = 0; y < image.rows; ++y) {
     const cv::Vec3b* row = image.ptr<cv::Vec3b>(y);
-    const std::size_t base = static_cast<std::size_t>(y) * image.cols;
+    const std::size_t base = static_cast<std::size_t>(y) * width;
     for (int x = 0; x < image.cols; ++x) {
       for (int c = 0; c < 3; ++c) out[c * plane + base + x] = row[x][2 - c] * scale[c] + shift[c];
     }
   }
 }
 
+// A mask into rows of `width` values (the canvas; what lies beyond the mask stays as it was).
 template <typename T>
-void write_mask(const cv::Mat1b& mask, T* out) {
+void write_mask(const cv::Mat1b& mask, T* out, int width) {
   for (int y = 0; y < mask.rows; ++y) {
     const std::uint8_t* row = mask.ptr<std::uint8_t>(y);
-    T* dst = out + static_cast<std::size_t>(y) * mask.cols;
+    T* dst = out + static_cast<std::size_t>(y) * width;
     for (int x = 0; x < mask.cols; ++x) dst[x] = static_cast<T>(row[x] != 0);
   }
+}
+
+// x1, y1, x2, y2 of a mask's pixels (detectron2's BitMasks.get_bounding_boxes: x2 = last + 1).
+std::array<float, 4> mask_box(const cv::Mat1b& mask) {
+  const cv::Rect r = cv::boundingRect(mask);
+  return {static_cast<float>(r.x), static_cast<float>(r.y), static_cast<float>(r.x + r.width),
+          static_cast<float>(r.y + r.height)};
 }
 
 }  // namespace
@@ -266,19 +280,51 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
   std::vector<Prepared> prepared;
   Batch batch;
   for (Sample& s : samples) {
-    const ResizePlan plan =
-        plan_resize(s.image.cols, s.image.rows, S, options.letterbox, options.resize_filter);
+    ResizePlan plan;
+    if (s.lsj) {
+      plan = plan_lsj(s.image.cols, s.image.rows, S, s.lsj->scale, s.lsj->crop_fraction,
+                      s.lsj->flip);
+    } else if (options.shortest_edge) {
+      plan = plan_shortest_edge(s.image.cols, s.image.rows, options.min_size, options.max_size,
+                                options.size_divisibility, options.resize_filter);
+    } else {
+      plan = plan_resize(s.image.cols, s.image.rows, S, options.letterbox, options.resize_filter);
+    }
     Prepared p;
     p.image = resize_image(s.image, plan, options.norm);
-    p.target = resize_mask(s.target, plan);
     p.tokens = tokenizer.encode(s.sentence);
-    for (const auto& c : s.candidates) {
-      p.candidate_masks.push_back(resize_mask(c.mask, plan));
-      p.boxes.push_back(map_box(c.box, plan));
-      p.classes.push_back(c.class_index);
-      p.crowd.push_back(c.iscrowd);
+    if (s.lsj) {
+      // Mask2Former's instance mapper: polygons transformed and rasterised at the crop, boxes
+      // from the masks, instances the crop left empty dropped (filter_empty_instances).
+      p.target_index = 0;
+      for (std::size_t i = 0; i < s.candidates.size(); ++i) {
+        const auto& c = s.candidates[i];
+        WICO_CHECK(c.segmentation != nullptr, "an lsj sample's candidates need their annotations");
+        cv::Mat1b m = transform_annotation_mask(*c.segmentation, plan);
+        if (cv::countNonZero(m) == 0) continue;
+        if (static_cast<int>(i) == s.target_index) {
+          p.target_index = static_cast<std::int64_t>(p.candidate_masks.size());
+        }
+        p.boxes.push_back(mask_box(m));
+        p.candidate_masks.push_back(std::move(m));
+        p.classes.push_back(c.class_index);
+        p.crowd.push_back(c.iscrowd);
+      }
+      if (p.candidate_masks.empty()) {
+        p.target = cv::Mat1b(S, S, std::uint8_t{0});
+      } else {
+        p.target = p.candidate_masks[static_cast<std::size_t>(p.target_index)].clone();
+      }
+    } else {
+      p.target = resize_mask(s.target, plan);
+      for (const auto& c : s.candidates) {
+        p.candidate_masks.push_back(resize_mask(c.mask, plan));
+        p.boxes.push_back(map_box(c.box, plan));
+        p.classes.push_back(c.class_index);
+        p.crowd.push_back(c.iscrowd);
+      }
+      p.target_index = s.target_index;
     }
-    p.target_index = s.target_index;
     p.has_negative = !s.negative_sentence.empty();
     if (p.has_negative) p.negative_tokens = tokenizer.encode(s.negative_sentence);
     p.attributes = s.attributes;
@@ -288,6 +334,21 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
     batch.info.push_back({s.ref_id, s.sent_id, s.image_id, s.ann_id, s.sentence, plan,
                           std::move(s.target)});
   }
+  // The canvas: S x S, or (shortest_edge) the largest of the batch's padded images, as
+  // ImageList.from_tensors pads.
+  int H = 0, W = 0;
+  for (const auto& info : batch.info) {
+    H = std::max(H, info.plan.input_height());
+    W = std::max(W, info.plan.input_width());
+  }
+  bool padded = false;
+  for (auto& info : batch.info) {
+    if (info.plan.kind == ResizeKind::kShortestEdge) {
+      info.plan.canvas_width = W;
+      info.plan.canvas_height = H;
+      padded = true;
+    }
+  }
   const auto B = static_cast<std::int64_t>(prepared.size());
   if (B == 0) return batch;
   const auto L = static_cast<std::int64_t>(prepared[0].tokens.ids.size());
@@ -295,10 +356,6 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
   for (const auto& p : prepared) {
     N = std::max<std::int64_t>(N, static_cast<std::int64_t>(p.candidate_masks.size()));
   }
-  batch.images = at::empty({B, 3, S, S}, at::kFloat);
-  batch.targets = at::empty({B, 1, S, S}, at::kFloat);
-  batch.token_ids = at::empty({B, L}, at::kLong);
-  batch.attention_mask = at::empty({B, L}, at::kLong);
   // Zeroed with memset rather than at::zeros: the workers stay out of ATen's intra-op thread
   // pool, which the training step is using at the same time.
   auto zeros = [](at::IntArrayRef sizes, at::ScalarType type) {
@@ -306,27 +363,32 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
     std::memset(t.data_ptr(), 0, t.nbytes());
     return t;
   };
-  batch.candidate_masks = zeros({B, N, S, S}, at::kByte);
+  batch.images = padded ? zeros({B, 3, H, W}, at::kFloat) : at::empty({B, 3, H, W}, at::kFloat);
+  batch.targets = padded ? zeros({B, 1, H, W}, at::kFloat) : at::empty({B, 1, H, W}, at::kFloat);
+  batch.token_ids = at::empty({B, L}, at::kLong);
+  batch.attention_mask = at::empty({B, L}, at::kLong);
+  batch.candidate_masks = zeros({B, N, H, W}, at::kByte);
   batch.candidate_boxes = zeros({B, N, 4}, at::kFloat);
   batch.candidate_classes = zeros({B, N}, at::kLong);
   batch.candidate_valid = zeros({B, N}, at::kBool);
   batch.candidate_crowd = zeros({B, N}, at::kBool);
   batch.target_index = at::empty({B}, at::kLong);
-  const std::size_t plane = static_cast<std::size_t>(S) * S;
+  const std::size_t plane = static_cast<std::size_t>(H) * W;
   for (std::int64_t b = 0; b < B; ++b) {
     const Prepared& p = prepared[b];
     WICO_CHECK(static_cast<std::int64_t>(p.tokens.ids.size()) == L &&
                    p.tokens.attention_mask.size() == p.tokens.ids.size(),
                "the tokenizer returned ", p.tokens.ids.size(), " ids, expected ", L);
-    write_normalised(p.image, options.norm, batch.images.data_ptr<float>() + b * 3 * plane);
-    write_mask(p.target, batch.targets.data_ptr<float>() + b * plane);
+    write_normalised(p.image, options.norm, batch.images.data_ptr<float>() + b * 3 * plane, W, H);
+    write_mask(p.target, batch.targets.data_ptr<float>() + b * plane, W);
     std::copy(p.tokens.ids.begin(), p.tokens.ids.end(), batch.token_ids.data_ptr<std::int64_t>() + b * L);
     std::copy(p.tokens.attention_mask.begin(), p.tokens.attention_mask.end(),
               batch.attention_mask.data_ptr<std::int64_t>() + b * L);
     batch.target_index.data_ptr<std::int64_t>()[b] = p.target_index;
     for (std::size_t n = 0; n < p.candidate_masks.size(); ++n) {
       const auto i = b * N + static_cast<std::int64_t>(n);
-      write_mask(p.candidate_masks[n], batch.candidate_masks.data_ptr<std::uint8_t>() + i * plane);
+      write_mask(p.candidate_masks[n], batch.candidate_masks.data_ptr<std::uint8_t>() + i * plane,
+                 W);
       std::copy(p.boxes[n].begin(), p.boxes[n].end(), batch.candidate_boxes.data_ptr<float>() + i * 4);
       batch.candidate_classes.data_ptr<std::int64_t>()[i] = p.classes[n];
       batch.candidate_valid.data_ptr<bool>()[i] = true;

@@ -4,12 +4,14 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "wico/core/error.h"
+#include "wico/data/coco_mask.h"
 
 namespace wico::data {
 namespace {
@@ -204,10 +206,14 @@ Normalization normalization(const std::string& name) {
 }
 
 cv::Matx23d ResizePlan::forward() const {
+  if (flip) return {-scale_x, 0, scale_x * width + offset_x, 0, scale_y, offset_y};
   return {scale_x, 0, offset_x, 0, scale_y, offset_y};
 }
 
 cv::Matx23d ResizePlan::inverse() const {
+  if (flip) {
+    return {-1.0 / scale_x, 0, width + offset_x / scale_x, 0, 1.0 / scale_y, -offset_y / scale_y};
+  }
   return {1.0 / scale_x, 0, -offset_x / scale_x, 0, 1.0 / scale_y, -offset_y / scale_y};
 }
 
@@ -227,6 +233,7 @@ ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFi
   plan.height = height;
   plan.size = size;
   plan.letterbox = letterbox;
+  plan.kind = letterbox ? ResizeKind::kLetterbox : ResizeKind::kPlain;
   plan.filter = filter;
   if (letterbox) {
     const double scale = std::min(static_cast<double>(size) / height,
@@ -241,10 +248,93 @@ ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFi
   return plan;
 }
 
+ResizePlan plan_shortest_edge(int width, int height, int min_size, int max_size,
+                              int size_divisibility, ResizeFilter filter) {
+  WICO_CHECK(width > 0 && height > 0 && min_size > 0 && max_size > 0 && size_divisibility > 0,
+             "cannot resize a ", width, "x", height, " image to shortest edge ", min_size,
+             " (max ", max_size, ", divisibility ", size_divisibility, ")");
+  // detectron2's ResizeShortestEdge.get_output_shape, in its order of operations.
+  const double h = height, w = width, target = min_size;
+  const double scale = target / std::min(h, w);
+  double new_h = h < w ? target : scale * h;
+  double new_w = h < w ? scale * w : target;
+  if (std::max(new_h, new_w) > max_size) {
+    const double shrink = max_size / std::max(new_h, new_w);
+    new_h *= shrink;
+    new_w *= shrink;
+  }
+  ResizePlan plan;
+  plan.width = width;
+  plan.height = height;
+  plan.size = min_size;
+  plan.kind = ResizeKind::kShortestEdge;
+  plan.filter = filter;
+  plan.resized_width = static_cast<int>(new_w + 0.5);
+  plan.resized_height = static_cast<int>(new_h + 0.5);
+  plan.scale_x = static_cast<double>(plan.resized_width) / width;  // ResizeTransform's new / old
+  plan.scale_y = static_cast<double>(plan.resized_height) / height;
+  auto up = [&](int v) { return (v + size_divisibility - 1) / size_divisibility * size_divisibility; };
+  plan.canvas_width = up(plan.resized_width);
+  plan.canvas_height = up(plan.resized_height);
+  return plan;
+}
+
+ResizePlan plan_lsj(int width, int height, int size, double scale, double crop_fraction,
+                    bool flip) {
+  WICO_CHECK(width > 0 && height > 0 && size > 0 && scale > 0.0, "cannot jitter a ", width, "x",
+             height, " image to ", size, " at scale ", scale);
+  // ResizeScale: fit a (size * scale)^2 square; np.round (half to even) of each side.
+  const double fit = std::min(size * scale / height, size * scale / width);
+  ResizePlan plan;
+  plan.width = width;
+  plan.height = height;
+  plan.size = size;
+  plan.kind = ResizeKind::kLsj;
+  plan.filter = ResizeFilter::kPil;
+  plan.flip = flip;
+  plan.resized_height = std::max(1, static_cast<int>(std::nearbyint(height * fit)));
+  plan.resized_width = std::max(1, static_cast<int>(std::nearbyint(width * fit)));
+  plan.scale_x = static_cast<double>(plan.resized_width) / width;
+  plan.scale_y = static_cast<double>(plan.resized_height) / height;
+  // FixedSizeCrop: one uniform fraction of the overhang for both axes, np.round'ed.
+  plan.crop_y = static_cast<int>(std::nearbyint(std::max(plan.resized_height - size, 0) * crop_fraction));
+  plan.crop_x = static_cast<int>(std::nearbyint(std::max(plan.resized_width - size, 0) * crop_fraction));
+  plan.offset_x = -plan.crop_x;
+  plan.offset_y = -plan.crop_y;
+  return plan;
+}
+
+namespace {
+
+// The lsj steps after the resize: crop at the plan's corner, pad to size x size with `fill`.
+template <typename Mat>
+Mat crop_and_pad(const Mat& resized, const ResizePlan& plan, const cv::Scalar& fill) {
+  const int w = std::min(plan.size, resized.cols - plan.crop_x);
+  const int h = std::min(plan.size, resized.rows - plan.crop_y);
+  Mat out(plan.size, plan.size);
+  out.setTo(fill);
+  resized(cv::Rect(plan.crop_x, plan.crop_y, w, h)).copyTo(out(cv::Rect(0, 0, w, h)));
+  return out;
+}
+
+}  // namespace
+
 cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Normalization& norm) {
   WICO_CHECK(image.cols == plan.width && image.rows == plan.height, "image is ", image.cols, "x",
              image.rows, " but the plan is for ", plan.width, "x", plan.height);
   cv::Mat3b out;
+  const cv::Size resized(plan.resized_width, plan.resized_height);
+  if (plan.kind == ResizeKind::kShortestEdge) {
+    if (plan.filter == ResizeFilter::kPil) return cv::Mat3b(pil_resize_bilinear(image, resized));
+    cv::resize(image, out, resized, 0, 0, cv::INTER_LINEAR);
+    return out;
+  }
+  if (plan.kind == ResizeKind::kLsj) {
+    cv::Mat3b source = image;
+    if (plan.flip) cv::flip(image, source, 1);
+    return crop_and_pad(cv::Mat3b(pil_resize_bilinear(source, resized)), plan,
+                        cv::Scalar(128, 128, 128));
+  }
   if (!plan.letterbox) {
     if (plan.filter == ResizeFilter::kPil) {
       return cv::Mat3b(pil_resize_bilinear(image, cv::Size(plan.size, plan.size)));
@@ -260,6 +350,17 @@ cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Nor
 
 cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
   cv::Mat1b out;
+  const cv::Size resized(plan.resized_width, plan.resized_height);
+  if (plan.kind == ResizeKind::kShortestEdge) {
+    if (plan.filter == ResizeFilter::kPil) return cv::Mat1b(pil_resize_nearest(mask, resized));
+    cv::resize(mask, out, resized, 0, 0, cv::INTER_NEAREST);
+    return out;
+  }
+  if (plan.kind == ResizeKind::kLsj) {
+    cv::Mat1b source = mask;
+    if (plan.flip) cv::flip(mask, source, 1);
+    return crop_and_pad(cv::Mat1b(pil_resize_nearest(source, resized)), plan, cv::Scalar(0));
+  }
   if (!plan.letterbox && plan.filter == ResizeFilter::kPil) {
     out = pil_resize_nearest(mask, cv::Size(plan.size, plan.size));
   } else if (!plan.letterbox) {
@@ -269,6 +370,29 @@ cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
                    cv::INTER_NEAREST, cv::BORDER_CONSTANT, 0);
   }
   return out;
+}
+
+cv::Mat1b transform_annotation_mask(const nlohmann::json& segmentation, const ResizePlan& plan) {
+  const bool by_points = plan.kind == ResizeKind::kLsj || plan.kind == ResizeKind::kShortestEdge;
+  if (!by_points || !segmentation.is_array()) {
+    return resize_mask(annotation_to_mask(segmentation, plan.height, plan.width), plan);
+  }
+  // detectron2 transforms polygon points (HFlip: x -> width - x; resize: x * new_w / w; crop:
+  // x - x0) and rasterises them at the new image size.
+  std::vector<std::vector<double>> polygons;
+  for (const auto& part : segmentation) {
+    std::vector<double> points;
+    for (std::size_t i = 0; i + 1 < part.size(); i += 2) {
+      double x = part[i].get<double>(), y = part[i + 1].get<double>();
+      if (plan.flip) x = plan.width - x;
+      points.push_back(x * plan.scale_x - plan.crop_x);
+      points.push_back(y * plan.scale_y - plan.crop_y);
+    }
+    polygons.push_back(std::move(points));
+  }
+  const int h = plan.kind == ResizeKind::kLsj ? plan.size : plan.resized_height;
+  const int w = plan.kind == ResizeKind::kLsj ? plan.size : plan.resized_width;
+  return polygons_to_mask(polygons, h, w);
 }
 
 std::array<float, 4> map_box(const std::array<double, 4>& box, const ResizePlan& plan) {
@@ -299,9 +423,18 @@ at::Tensor mask_to_tensor(const cv::Mat1b& mask) {
 }
 
 cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan) {
-  WICO_CHECK(input_map.rows == plan.size && input_map.cols == plan.size, "map is ",
-             input_map.cols, "x", input_map.rows, ", expected ", plan.size, "x", plan.size);
+  WICO_CHECK(plan.kind != ResizeKind::kLsj,
+             "an lsj (training) transform has no inverse for evaluation");
+  WICO_CHECK(input_map.rows == plan.input_height() && input_map.cols == plan.input_width(),
+             "map is ", input_map.cols, "x", input_map.rows, ", expected ", plan.input_width(),
+             "x", plan.input_height());
   cv::Mat1f out;
+  if (plan.kind == ResizeKind::kShortestEdge) {
+    // sem_seg_postprocess: the image's part of the padded canvas, resized back (bilinear).
+    const cv::Mat1f image = input_map(cv::Rect(0, 0, plan.resized_width, plan.resized_height));
+    cv::resize(image, out, cv::Size(plan.width, plan.height), 0, 0, cv::INTER_LINEAR);
+    return out;
+  }
   if (!plan.letterbox) {
     cv::resize(input_map, out, cv::Size(plan.width, plan.height), 0, 0, cv::INTER_LINEAR);
   } else {

@@ -103,6 +103,11 @@ void add_top_down_keys(Schema& schema) {
             "(stage 1 of the original two-stage protocol) or matcher (stage 2, on a frozen "
             "extractor: train.freeze it and train.init it from stage 1)",
             {"joint", "extractor", "matcher"})
+      .text("top_down.protocol", "joint",
+            "how `wico tables` trains the branch: one run of this config (joint), or the "
+            "original's two stages, topdown_extractor.yaml then topdown_matcher.yaml of the same "
+            "folder (two_stage)",
+            {"joint", "two_stage"})
       .flag("top_down.detach_features", true,
                "the matcher's losses do not reach the extractor (MAttNet matches on a fixed "
                "detector's features)");

@@ -25,13 +25,30 @@ at::Tensor best_overlapping(const at::Tensor& masks, const at::Tensor& valid,
   return iou.argmax(1);
 }
 
+// For each candidate mask [B, N, h, w], the query whose mask (logits [B, Q, h', w'], binarised at
+// 0) overlaps it most, by IoU on the queries' grid: a ground-truth instance's query.
+at::Tensor best_overlapping_queries(const at::Tensor& mask_logits, const at::Tensor& masks,
+                                    const at::Tensor& valid) {
+  const at::NoGradGuard no_grad;
+  const std::int64_t h = mask_logits.size(2), w = mask_logits.size(3);
+  const at::Tensor q = (mask_logits > 0).flatten(2).to(at::kFloat);  // [B, Q, P]
+  const at::Tensor m =
+      (at::adaptive_avg_pool2d(masks.to(at::kFloat), {h, w}) > 0.5).flatten(2).to(at::kFloat);
+  const at::Tensor inter = at::bmm(m, q.transpose(1, 2));  // [B, N, Q]
+  const at::Tensor uni = m.sum(-1, true) + q.sum(-1).unsqueeze(1) - inter;
+  const at::Tensor iou = inter / uni.clamp_min(1.0);
+  return iou.argmax(-1).masked_fill(valid.logical_not(), 0);
+}
+
 }  // namespace
 
 InstanceCandidates ground_truth_candidates(const data::Batch& batch) {
-  const double size = static_cast<double>(batch.images.size(-1));
+  // Boxes as fractions of the input's width and height (not square with shortest_edge).
+  const double w = static_cast<double>(batch.images.size(-1));
+  const double h = static_cast<double>(batch.images.size(-2));
   InstanceCandidates c;
   c.masks = batch.candidate_masks.to(at::kFloat);
-  c.boxes = batch.candidate_boxes / size;
+  c.boxes = batch.candidate_boxes / at::tensor({w, h, w, h}, batch.candidate_boxes.options());
   c.valid = batch.candidate_valid;
   c.classes = batch.candidate_classes.masked_fill(c.valid.logical_not(), 0);
   c.scores = c.valid.to(at::kFloat);
@@ -64,7 +81,8 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
   const auto start = std::chrono::steady_clock::now();
   const bool on_ground_truth = is_training() ? train_on_ground_truth_ : eval_on_ground_truth_;
   // Stage 2 of the protocol (the matcher alone, on ground-truth candidates) needs the trunk only.
-  const bool trunk_only = with_losses && !extractor_losses_ && on_ground_truth;
+  const bool trunk_only =
+      with_losses && !extractor_losses_ && on_ground_truth && !matcher_->uses_query_embeddings();
   const ExtractorOutput extracted =
       trunk_only ? extractor_->trunk_features(batch.images) : extractor_->forward(batch.images);
   const bool need_truth = with_losses || on_ground_truth;
@@ -90,9 +108,10 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
     }
     out.losses = extractor_->loss(extracted, instances);
   }
-  const std::int64_t size = batch.images.size(-1);
   InstanceCandidates candidates =
-      on_ground_truth ? truth : extractor_->detect(extracted, top_k_, size);
+      on_ground_truth ? truth
+                      : extractor_->detect(extracted, top_k_, batch.images.size(-2),
+                                           batch.images.size(-1));
   out.extractor_seconds = seconds_since(start);
 
   const auto matched_at = std::chrono::steady_clock::now();
@@ -100,6 +119,16 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
   input.c4 = detach_features_ ? extracted.c4.detach() : extracted.c4;
   input.c5 = detach_features_ ? extracted.c5.detach() : extracted.c5;
   input.candidates = candidates;
+  if (matcher_->uses_query_embeddings()) {
+    const at::Tensor queries = candidates.queries.defined()
+                                   ? candidates.queries
+                                   : best_overlapping_queries(extracted.mask_logits,
+                                                              candidates.masks, candidates.valid);
+    const std::int64_t d = extracted.query_embeddings.size(2);
+    at::Tensor embeddings = extracted.query_embeddings.gather(
+        1, queries.unsqueeze(-1).expand({queries.size(0), queries.size(1), d}));
+    input.candidate_embeddings = detach_features_ ? embeddings.detach() : embeddings;
+  }
   input.token_ids = batch.token_ids;
   input.attention_mask = batch.attention_mask;
   if (with_losses) {

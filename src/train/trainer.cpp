@@ -270,6 +270,11 @@ void Trainer::Impl::setup() {
   if (instance_images) {
     spdlog::info("training on {} instance images ({})", train_set->size(), train_set->split());
   }
+  if (c.text("data.augment") == "lsj") {
+    const auto scale = c.reals("data.lsj_scale");
+    if (scale.size() != 2) throw ConfigError("data.lsj_scale must be [min, max]");
+    train_set->set_lsj(scale[0], scale[1]);
+  }
   if (const auto words = c.integer("data.attribute_words"); words > 0 && !instance_images) {
     const std::string lexicon_file = c.text("data.attribute_lexicon");
     auto vocabulary = std::make_shared<data::AttributeVocabulary>(data::AttributeVocabulary::build(

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "wico/bottomup/backend.h"
+#include "wico/core/config.h"
 #include "wico/core/error.h"
 
 namespace wico::model {
@@ -55,6 +56,8 @@ struct Run {
   std::vector<std::string> sets;
   bool compose = false;
   bool branch = false;  // a branch's own run (under --branch-runs)
+  fs::path pair_config;  // the branch's config in a pair (empty: `config`)
+  std::vector<Run> before;  // runs trained first (the top-down protocol's stage 1)
 };
 
 struct Cell {  // mean and spread of a metric over seeds; empty when not measured
@@ -130,7 +133,31 @@ class TableMaker {
     r.sets = data_keys(d);
     r.sets.push_back(fmt::format("run.seed={}", seed));
     r.branch = true;
+    if (branch == "td" && two_stage_top_down()) {
+      // top_down.protocol two_stage: topdown_extractor.yaml first, then topdown_matcher.yaml on
+      // its frozen extractor; a pair still builds the branch from topdown.yaml.
+      Run stage1 = r;
+      stage1.name = fmt::format("td_extractor_{}_s{}", d.name, seed);
+      stage1.config = o_.configs / "topdown_extractor.yaml";
+      r.pair_config = r.config;
+      r.config = o_.configs / "topdown_matcher.yaml";
+      r.sets.push_back("train.init=[branch.extractor=" + best(stage1).string() + "]");
+      r.before.push_back(std::move(stage1));
+    }
     return r;
+  }
+
+  // configs/<dir>/topdown.yaml's top_down.protocol (two_stage needs the two stage configs).
+  bool two_stage_top_down() const {
+    const fs::path td = o_.configs / "topdown.yaml";
+    if (!fs::exists(td) || Config::load(td).text("top_down.protocol") != "two_stage") return false;
+    for (const char* stage : {"topdown_extractor.yaml", "topdown_matcher.yaml"}) {
+      if (!fs::exists(o_.configs / stage)) {
+        throw ConfigError(td.string() + " asks for top_down.protocol two_stage but " +
+                          (o_.configs / stage).string() + " is missing");
+      }
+    }
+    return true;
   }
 
   fs::path folder(const Run& r) const { return (r.branch ? o_.branch_runs : o_.runs) / r.name; }
@@ -154,7 +181,8 @@ class TableMaker {
     r.config = o_.configs / ("wico_" + backend + "_mattnet.yaml");
     r.compose = compose;
     r.sets = data_keys(d);
-    r.sets.push_back("wico.branches=[" + alpha.config.string() + ", " + beta.config.string() + "]");
+    auto branch_config = [](const Run& b) { return (b.pair_config.empty() ? b.config : b.pair_config).string(); };
+    r.sets.push_back("wico.branches=[" + branch_config(alpha) + ", " + branch_config(beta) + "]");
     r.sets.push_back("wico.integration=" + integration);
     r.sets.push_back(std::string("wico.cfi=") + (cfi ? "true" : "false"));
     r.sets.push_back("train.init=[alpha=" + best(alpha).string() + ", beta=" + best(beta).string() + "]");
@@ -187,6 +215,7 @@ class TableMaker {
   // train.val_every >= 0).
   void train(const Run& r) {
     if (r.compose || fs::exists(best(r))) return;
+    for (const Run& first : r.before) train(first);
     const fs::path dir = folder(r);
     std::string command;
     bool partial = false;

@@ -128,6 +128,11 @@ WicoModel::WicoModel(const Config& config) : options_(WicoOptions::from_config(c
 nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
   nn::RisOutput out;
   const std::int64_t size = batch.images.size(-1);
+  if (batch.images.size(-2) != size) {
+    throw ConfigError("a WiCo pair needs square inputs (data.resize plain or letterbox); the "
+                      "batch is " + std::to_string(batch.images.size(-2)) + "x" +
+                      std::to_string(size));
+  }
   const std::int64_t b = batch.images.size(0);
   const at::Tensor rows = at::arange(b, batch.target_index.defined()
                                             ? batch.target_index.options()

@@ -148,6 +148,80 @@ TEST_F(LoaderTest, InstanceImagesAreOneSamplePerTrainingImage) {
   EXPECT_FALSE(b->negative_token_ids.defined());
 }
 
+// Mask2Former's LSJ on instance images: S x S batches padded with 128, boxes from the jittered
+// masks, draws deterministic in (seed, epoch, index); refused on referring samples.
+TEST_F(LoaderTest, LsjJittersInstanceImagesDeterministically) {
+  RefDataset images(*data_, "", RefDataset::Mode::kInstanceImages, true);
+  images.set_lsj(0.1, 2.0);
+  RefDataset refs(*data_, "train", RefDataset::Mode::kTrainSample);
+  EXPECT_NE(test::thrown_message<ConfigError>([&] { refs.set_lsj(0.1, 2.0); }).find("instance_images"),
+            std::string::npos);
+  LoaderOptions o = options(0, false);
+  Loader loader(images, *tokenizer_, o);
+  loader.start_epoch(0);
+  const auto a = loader.next();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->images.sizes(), (at::IntArrayRef{4, 3, 64, 64}));
+  loader.start_epoch(0);
+  const auto again = loader.next();
+  EXPECT_TRUE(at::equal(a->images, again->images));
+  loader.start_epoch(1);
+  EXPECT_FALSE(at::equal(a->images, loader.next()->images));
+  std::set<bool> flips;
+  bool padded = false;
+  const auto norm = normalization("imagenet");
+  for (std::int64_t i = 0; i < 4; ++i) {
+    const auto& plan = a->info[i].plan;
+    EXPECT_EQ(plan.kind, ResizeKind::kLsj);
+    flips.insert(plan.flip);
+    if (plan.resized_height < 64) {
+      // Below the resized image: FixedSizeCrop's pad value 128, normalised.
+      const float r = (128.0f / 255.0f - norm.mean[0]) / norm.std[0];
+      EXPECT_NEAR(a->images[i][0][63][0].item<float>(), r, 1e-5);
+      padded = true;
+    }
+    for (std::int64_t n = 0; n < a->candidate_valid.size(1); ++n) {
+      if (!a->candidate_valid[i][n].item<bool>()) continue;
+      const at::Tensor m = a->candidate_masks[i][n];
+      ASSERT_GT(m.sum().item<std::int64_t>(), 0) << "an empty instance was kept";
+      const at::Tensor ys = m.any(1).nonzero(), xs = m.any(0).nonzero();
+      EXPECT_EQ(a->candidate_boxes[i][n][0].item<float>(), xs.min().item<std::int64_t>());
+      EXPECT_EQ(a->candidate_boxes[i][n][3].item<float>(), ys.max().item<std::int64_t>() + 1);
+    }
+  }
+  EXPECT_TRUE(padded || flips.size() == 2);  // something jittered visibly
+}
+
+// shortest_edge: not square, the canvas padded to the divisibility, 0 outside the image after
+// normalising, and predictions map back from the canvas.
+TEST_F(LoaderTest, ShortestEdgeBatchesArePaddedCanvases) {
+  RefDataset eval(*data_, "val", RefDataset::Mode::kEvaluation);
+  LoaderOptions o = options(0, false);
+  o.shortest_edge = true;
+  o.min_size = 50;
+  o.max_size = 90;
+  o.size_divisibility = 32;
+  o.resize_filter = ResizeFilter::kPil;
+  Loader loader(eval, *tokenizer_, o);
+  loader.start_epoch(0);
+  const auto b = loader.next();
+  ASSERT_TRUE(b);
+  const auto& plan = b->info[0].plan;
+  EXPECT_EQ(b->images.size(2), plan.input_height());
+  EXPECT_EQ(b->images.size(3), plan.input_width());
+  EXPECT_EQ(plan.input_height() % 32, 0);
+  EXPECT_EQ(plan.input_width() % 32, 0);
+  EXPECT_EQ(std::min(plan.resized_width, plan.resized_height), 50);
+  if (plan.resized_width < plan.input_width()) {
+    EXPECT_EQ(b->images[0].narrow(2, plan.resized_width, plan.input_width() - plan.resized_width)
+                  .abs().sum().item<float>(), 0.0f);
+  }
+  EXPECT_EQ(b->candidate_masks.size(2), plan.input_height());
+  const cv::Mat1f back = map_back(cv::Mat1f(plan.input_height(), plan.input_width(), 1.0f), plan);
+  EXPECT_EQ(back.rows, plan.height);
+  EXPECT_EQ(back.cols, plan.width);
+}
+
 TEST_F(LoaderTest, BatchesHaveTheDocumentedShapes) {
   RefDataset eval(*data_, "train", RefDataset::Mode::kEvaluation);
   Loader loader(eval, *tokenizer_, options(2, false));

@@ -6,6 +6,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <iostream>
 #include <stdexcept>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "wico/core/error.h"
+#include "wico/data/coco_mask.h"
 
 namespace wico::data {
 namespace {
@@ -94,6 +97,80 @@ TEST(Transforms, MapBackInvertsTheForwardTransform) {
     // Nothing leaks in from the padding.
     EXPECT_EQ(cv::countNonZero(binary(cv::Rect(0, 0, 500, 40))), 0);
   }
+}
+
+// detectron2's ResizeShortestEdge.get_output_shape, by hand: 640x480 -> short side 800, long
+// 1066.67 -> 1067 (int(x + 0.5)); a tall 500x2000 hits the 1333 cap: 333.25 -> 333 wide.
+TEST(Transforms, ShortestEdgePlanAsDetectron2) {
+  const ResizePlan a = plan_shortest_edge(640, 480, 800, 1333, 32);
+  EXPECT_EQ(a.kind, ResizeKind::kShortestEdge);
+  EXPECT_EQ(a.resized_width, 1067);
+  EXPECT_EQ(a.resized_height, 800);
+  EXPECT_EQ(a.input_width(), 1088);   // 34 x 32
+  EXPECT_EQ(a.input_height(), 800);   // 25 x 32
+  EXPECT_DOUBLE_EQ(a.scale_x, 1067.0 / 640.0);
+  const ResizePlan b = plan_shortest_edge(500, 2000, 800, 1333, 32);
+  EXPECT_EQ(b.resized_width, 333);
+  EXPECT_EQ(b.resized_height, 1333);
+  EXPECT_EQ(b.input_width(), 352);
+  EXPECT_EQ(b.input_height(), 1344);
+  // The image at the top left; map_back reads that part of the canvas alone.
+  const cv::Mat3b image(480, 640, cv::Vec3b(10, 20, 30));
+  const cv::Mat3b resized = resize_image(image, a, normalization("imagenet"));
+  EXPECT_EQ(resized.size(), cv::Size(1067, 800));
+  cv::Mat1f canvas(800, 1088, 5.0f);
+  canvas(cv::Rect(0, 0, 1067, 800)).setTo(1.0f);
+  const cv::Mat1f back = map_back(canvas, a);
+  EXPECT_EQ(back.size(), cv::Size(640, 480));
+  EXPECT_EQ(cv::countNonZero(back != 1.0f), 0);
+}
+
+// LSJ's plan by hand: ResizeScale fits a (1024 x scale)^2 square, FixedSizeCrop takes one fraction
+// of each overhang (np.round), flips come first.
+TEST(Transforms, LsjPlanScalesCropsAndFlipsAsMask2Former) {
+  const ResizePlan small = plan_lsj(640, 480, 1024, 0.5, 0.3, false);
+  EXPECT_EQ(small.resized_width, 512);   // fit min(512 / 480, 512 / 640) = 0.8
+  EXPECT_EQ(small.resized_height, 384);
+  EXPECT_EQ(small.crop_x, 0);            // no overhang: padded instead
+  EXPECT_EQ(small.crop_y, 0);
+  const ResizePlan big = plan_lsj(640, 480, 1024, 2.0, 0.5, true);
+  EXPECT_EQ(big.resized_width, 2048);    // fit 3.2
+  EXPECT_EQ(big.resized_height, 1536);
+  EXPECT_EQ(big.crop_x, 512);            // round(1024 x 0.5)
+  EXPECT_EQ(big.crop_y, 256);            // round(512 x 0.5): the same fraction
+  // Forward map of an original point: flipped (x -> 640 - x), scaled, shifted by the crop.
+  const cv::Matx23d f = big.forward();
+  EXPECT_NEAR(f(0, 0) * 100 + f(0, 2), (640 - 100) * 3.2 - 512, 1e-9);
+  EXPECT_NEAR(f(1, 1) * 100 + f(1, 2), 100 * 3.2 - 256, 1e-9);
+  // The image: flipped, resized, padded with 128 past the resized image.
+  cv::Mat3b image(480, 640, cv::Vec3b(0, 0, 0));
+  image(cv::Rect(0, 0, 320, 480)).setTo(cv::Vec3b(200, 200, 200));  // the left half bright
+  const cv::Mat3b out = resize_image(image, small, normalization("imagenet"));
+  EXPECT_EQ(out.size(), cv::Size(1024, 1024));
+  EXPECT_EQ(out(10, 10), cv::Vec3b(200, 200, 200));  // flip off: the left half stays left
+  EXPECT_EQ(out(10, 500), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(out(500, 10), cv::Vec3b(128, 128, 128));  // below the 384 rows: padding
+  const cv::Mat3b flipped = resize_image(image, plan_lsj(640, 480, 1024, 0.5, 0.3, true),
+                                         normalization("imagenet"));
+  EXPECT_EQ(flipped(10, 10), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(flipped(10, 500), cv::Vec3b(200, 200, 200));
+  EXPECT_THROW(map_back(cv::Mat1f(1024, 1024, 0.0f), small), Error);
+}
+
+// A polygon is transformed point by point and rasterised at the crop, as detectron2 does; for a
+// box-aligned rectangle that is the same mask as resizing the flipped bitmap.
+TEST(Transforms, LsjPolygonsAreTransformedAndRasterised) {
+  const nlohmann::json polygon = nlohmann::json::parse("[[10, 10, 30, 10, 30, 20, 10, 20]]");
+  // 100x50 image, scale 2 of 100: fit min(200 / 50, 200 / 100) = 2 -> 200x100, overhang 100 in
+  // x cropped at fraction 1; flipped: x in [10, 30) -> [70, 90) -> [140, 180) -> [40, 80).
+  const ResizePlan plan = plan_lsj(100, 50, 100, 2.0, 1.0, true);
+  ASSERT_EQ(plan.crop_x, 100);
+  const cv::Mat1b m = transform_annotation_mask(polygon, plan);
+  ASSERT_EQ(m.size(), cv::Size(100, 100));
+  EXPECT_EQ(cv::boundingRect(m), cv::Rect(40, 20, 40, 20));
+  EXPECT_EQ(cv::countNonZero(m), 40 * 20);
+  const cv::Mat1b bitmap = resize_mask(annotation_to_mask(polygon, 50, 100), plan);
+  EXPECT_EQ(cv::countNonZero(m != bitmap), 0);
 }
 
 TEST(TransformsPil, BilinearMatchesPillowExactly) {

@@ -104,6 +104,26 @@ TEST_F(TablesCli, Table3RunsToTheEndForTheBranchesThatExist) {
   EXPECT_TRUE(fs::exists(dir_->path() / "runs" / "table3.md"));
 }
 
+// configs/paper/topdown.yaml asks for the original two-stage protocol: the extractor's run first,
+// then the matcher's on it; a pair still builds the branch from topdown.yaml.
+TEST_F(TablesCli, PaperTopDownRowsTrainTheTwoStagesInOrder) {
+  const std::string runs = (dir_->path() / "paper_runs").string();
+  const auto out = test::run_wico("tables --table 1 --dry-run --root " +
+                                  (dir_->path() / "data").string() + " --runs " + runs +
+                                  " --configs " WICO_SOURCE_DIR "/configs/paper --paper "
+                                  WICO_SOURCE_DIR "/configs/paper_results.yaml");
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  const auto stage1 = out.output.find("configs/paper/topdown_extractor.yaml");
+  const auto stage2 = out.output.find("configs/paper/topdown_matcher.yaml");
+  ASSERT_NE(stage1, std::string::npos) << out.output;
+  ASSERT_NE(stage2, std::string::npos) << out.output;
+  EXPECT_LT(stage1, stage2);
+  EXPECT_NE(out.output.find("branch.extractor=" + runs + "/td_extractor_refcoco_s0/checkpoints/best.pt"),
+            std::string::npos) << out.output;
+  EXPECT_NE(out.output.find("wico.branches=[" WICO_SOURCE_DIR "/configs/paper/topdown.yaml"),
+            std::string::npos) << out.output;
+}
+
 TEST_F(TablesCli, BadArgumentsAreUsageErrors) {
   const auto out = test::run_wico("tables --table 4");
   EXPECT_EQ(out.exit_code, 2) << out.output;

@@ -157,5 +157,19 @@ TEST(MattnetParity, TrainingPassLossGradientsAndStatisticsMatchTheOriginal) {
   }
 }
 
+// pool5 and fc7 are ROI-aligned as torchvision.ops.roi_align(aligned=True, sampling_ratio=2) does
+// (boxes inside the map).
+TEST(MattnetParity, RoiGridIsTorchvisionsRoiAlign) {
+  const auto& f = fixture();
+  const at::Tensor features = f.get("roi.features");  // [2, 5, 12, 16]
+  const at::Tensor rois = f.get("roi.boxes");          // [4, 5] (image, x1, y1, x2, y2) pixels
+  const at::Tensor scale = at::tensor({16.0f, 12.0f, 16.0f, 12.0f});
+  const at::Tensor boxes = (rois.narrow(1, 1, 4) / scale).view({2, 2, 4});  // two per image
+  const at::Tensor ours = roi_grid(features, boxes, 7);  // [2, 2, 49, 5]
+  const at::Tensor expected =
+      f.get("roi.expected").flatten(2).transpose(1, 2).reshape({2, 2, 49, 5});
+  expect_close(ours, expected, "roi_grid", 1e-5);
+}
+
 }  // namespace
 }  // namespace wico::topdown

@@ -425,6 +425,34 @@ TEST(MattnetMatcher, TrainingIsDeterministicUnderASeed) {
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << i;
 }
 
+// Our option: each candidate's decoder query embedding as an extra fc7-like vector. Without the
+// embeddings the matcher says which key wants them; with them, a candidate's embedding moves its
+// own score.
+TEST(MattnetMatcher, QueryEmbeddingOptionReadsEachCandidatesEmbedding) {
+  torch::manual_seed(9);
+  MattnetOptions o = tiny_options_without_dropout();
+  o.query_dim = 6;
+  MattnetMatcher m(o);
+  m.eval();
+  EXPECT_TRUE(m.uses_query_embeddings());
+  EXPECT_FALSE(MattnetMatcher(tiny_options()).uses_query_embeddings());
+  const auto params = m.named_parameters();
+  ASSERT_NE(params.find("sub_encoder.query_normalizer.weight"), nullptr);
+  ASSERT_NE(params.find("rel_encoder.query_normalizer.weight"), nullptr);
+  EXPECT_EQ(params["sub_matching.vis_emb_fc.0.weight"].size(1), 8 + 32 + 6);  // fc7 + att + query
+  EXPECT_EQ(params["rel_encoder.fc.weight"].size(1), 8 + 6 + 5);
+  MatcherInput in = make_input(at::randn({3, 8, 8, 8}), three_samples(), 5, 7);
+  EXPECT_NE(test::thrown_message<ConfigError>([&] { m.forward(in); }).find("mattnet.query_dim"),
+            std::string::npos);
+  in.candidate_embeddings = at::randn({3, 5, 6});
+  torch::NoGradGuard no_grad;
+  const at::Tensor before = m.forward(in).logits;
+  in.candidate_embeddings[2][1] = at::randn({6});
+  const at::Tensor after = m.forward(in).logits;
+  EXPECT_GT((after[2][1] - before[2][1]).abs().item<float>(), 1e-6);
+  EXPECT_TRUE(at::allclose(after.narrow(0, 0, 2), before.narrow(0, 0, 2)));
+}
+
 TEST(MattnetMatcher, ParameterNamesFollowTheOriginal) {
   MattnetMatcher m(tiny_options());
   const auto params = m.named_parameters();

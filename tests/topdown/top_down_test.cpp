@@ -1,5 +1,6 @@
 #include "wico/topdown/top_down.h"
 
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -99,6 +100,70 @@ TEST(TopDownBranch, TrainChoosesWhichLossesAStepComputes) {
   std::set<std::string> both = extractor;
   both.insert(matcher.begin(), matcher.end());
   EXPECT_EQ(keys("joint"), both);
+}
+
+// With mattnet.query_dim the branch hands the matcher each candidate's decoder query: a
+// detection's own, a ground-truth instance's best-overlapping one (so stage 2 then runs the whole
+// extractor, not the trunk alone).
+TEST(TopDownBranch, QueryEmbeddingsReachTheMatcherForGroundTruthAndDetections) {
+  torch::manual_seed(6);
+  TopDownBranch branch(tiny_config({"mattnet.query_dim=32", "top_down.train=matcher"}));
+  const data::Batch b = test::toy_instance_batch();
+  branch.train();
+  const TopDownOutput trained = branch.forward(b, true);
+  EXPECT_TRUE(trained.losses.at("match_rank").isfinite().item<bool>());
+  branch.eval();
+  torch::NoGradGuard no_grad;
+  const TopDownOutput evaluated = branch.forward(b, false);
+  EXPECT_TRUE(evaluated.scores.isfinite().all().item<bool>());
+  EXPECT_EQ(evaluated.scores.size(1), 4);  // top_k detections
+}
+
+// A shortest-edge batch is not square: ground-truth boxes are fractions of the width and of the
+// height, and detections come at the canvas's height x width.
+TEST(TopDownBranch, NonSquareInputsKeepWidthAndHeightApart) {
+  data::Batch b = test::toy_instance_batch();
+  b.images = torch::randn({2, 3, 64, 96});
+  b.candidate_masks = torch::constant_pad_nd(b.candidate_masks, {0, 32});
+  b.targets = torch::constant_pad_nd(b.targets, {0, 32});
+  const InstanceCandidates c = ground_truth_candidates(b);
+  EXPECT_TRUE(torch::allclose(c.boxes[0][1], torch::tensor({30.f / 96, 8.f / 64, 60.f / 96, 20.f / 64})));
+  torch::manual_seed(2);
+  TopDownBranch branch(tiny_config());
+  branch.eval();
+  torch::NoGradGuard no_grad;
+  const TopDownOutput out = branch.forward(b, false);
+  EXPECT_EQ(out.masks.sizes(), (torch::IntArrayRef{2, 4, 64, 96}));
+}
+
+// train.amp bf16 on the CPU: a training step of the branch under autocast gives finite losses and
+// gradients, and the regions the original keeps in float32 (the deformable pixel decoder, the
+// Hungarian matcher's costs) stay float32.
+TEST(TopDownBranch, TrainsUnderBf16AutocastWithTheOriginalsFloat32Regions) {
+  torch::manual_seed(4);
+  TopDownBranch branch(tiny_config());
+  branch.train();
+  const data::Batch b = test::toy_instance_batch();
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::set_cpu_enabled(true);
+  torch::Tensor total = torch::zeros({});
+  for (const auto& [name, loss] : branch.forward(b, true).losses) {
+    EXPECT_TRUE(loss.isfinite().item<bool>()) << name;
+    total = total + loss.to(torch::kFloat);
+  }
+  auto& m2f = dynamic_cast<Mask2FormerExtractor&>(branch.extractor());
+  const auto trunk = m2f.backbone->forward(b.images);
+  EXPECT_EQ(trunk[3].scalar_type(), torch::kBFloat16);  // autocast is on for the convolutions
+  EXPECT_EQ(m2f.pixel_decoder->forward(trunk).mask_features.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(at::autocast::is_cpu_enabled());  // the guard restored it
+  at::autocast::set_cpu_enabled(false);
+  at::autocast::clear_cache();
+  total.backward();
+  for (const auto& p : branch.named_parameters()) {
+    if (p.value().grad().defined()) {
+      EXPECT_TRUE(p.value().grad().isfinite().all().item<bool>()) << p.key();
+    }
+  }
 }
 
 // A frozen-norm trunk nobody loaded weights into has identity norms: a fresh training run refuses
@@ -303,6 +368,73 @@ TEST(Mask2FormerExtractor, PaperSizeMatchesThePublishedArchitecture) {
   EXPECT_EQ(out.c5.sizes(), (torch::IntArrayRef{1, 2048, 15, 15}));  // res5: its fc7
   EXPECT_EQ(out.auxiliary.size(), 9u);
   EXPECT_TRUE(out.mask_logits.isfinite().all().item<bool>());
+}
+
+// The paper-size configs resolve, build, and run a forward and a training step at paper size
+// (Mask2Former R50 at 480, 100 queries, 9 decoder layers; MAttNet at 512 with 1024/2048-d pool5/
+// fc7 and 50 attributes): joint training, and stage 2 of the protocol (the trunk only, the matcher's
+// losses). One image of the toy batch scaled to 480.
+TEST(TopDownModel, PaperSizeConfigsRunAForwardAndATrainingStep) {
+  data::Batch toy = test::toy_instance_batch();
+  data::Batch b;
+  const double scale = 480.0 / 64.0;
+  b.images = torch::randn({1, 3, 480, 480});
+  b.candidate_masks = torch::nn::functional::interpolate(
+                          toy.candidate_masks.narrow(0, 0, 1).to(torch::kFloat),
+                          torch::nn::functional::InterpolateFuncOptions()
+                              .size(std::vector<std::int64_t>{480, 480})
+                              .mode(torch::kNearest))
+                          .to(torch::kUInt8);
+  b.candidate_boxes = toy.candidate_boxes.narrow(0, 0, 1) * scale;
+  b.candidate_classes = toy.candidate_classes.narrow(0, 0, 1);
+  b.candidate_valid = toy.candidate_valid.narrow(0, 0, 1);
+  b.candidate_crowd = torch::zeros({1, 3}, torch::kBool);
+  b.target_index = toy.target_index.narrow(0, 0, 1);
+  b.targets = b.candidate_masks.index({torch::arange(1), b.target_index}).unsqueeze(1).to(torch::kFloat);
+  b.token_ids = toy.token_ids.narrow(0, 0, 1);
+  b.attention_mask = toy.attention_mask.narrow(0, 0, 1);
+  b.negative_token_ids = b.token_ids.flip({1});
+  b.negative_attention_mask = b.attention_mask;
+  b.negative_valid = torch::ones({1}, torch::kBool);
+  b.attribute_labels = torch::zeros({1, 50});
+  b.attribute_labels[0][3] = 1.0;
+  b.attribute_weights = torch::ones({50});
+  b.info.resize(1);
+  const std::filesystem::path paper = std::filesystem::path(WICO_SOURCE_DIR) / "configs/paper";
+  auto build = [&](const std::string& file) {
+    const Config c = Config::load(paper / file, {"mask2former.backbone_pretrained=''"});
+    EXPECT_EQ(c.integer("mask2former.queries"), 100);
+    EXPECT_EQ(c.integer("mattnet.fc7_dim"), 2048);
+    torch::manual_seed(0);
+    return std::make_shared<TopDownModel>(c);
+  };
+  {
+    auto model = build("topdown.yaml");
+    model->eval();
+    {
+      torch::NoGradGuard no_grad;
+      const nn::RisOutput out = model->forward(b, false);
+      EXPECT_EQ(out.probabilities.at("top_down").sizes(), (torch::IntArrayRef{1, 1, 480, 480}));
+    }
+    model->train();
+    const nn::RisOutput out = model->forward(b, true);
+    torch::Tensor total = torch::zeros({});
+    for (const auto& [name, loss] : out.losses) {
+      EXPECT_TRUE(loss.isfinite().item<bool>()) << name;
+      total = total + loss;
+    }
+    EXPECT_TRUE(out.losses.count("td_mask") && out.losses.count("match_att"));
+    total.backward();
+    const auto& att_fc = model->branch().matcher().named_parameters()["sub_encoder.att_fc.weight"];
+    EXPECT_EQ(att_fc.size(0), 50);
+    EXPECT_GT(att_fc.grad().abs().sum().item<float>(), 0.0f);
+  }
+  build("topdown_extractor.yaml");
+  auto matcher_stage = build("topdown_matcher.yaml");
+  matcher_stage->train();
+  const nn::RisOutput out = matcher_stage->forward(b, true);
+  EXPECT_EQ(out.losses.count("td_mask"), 0u);
+  EXPECT_TRUE(out.losses.at("match_rank").isfinite().item<bool>());
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "wico/data/attributes.h"
 #include "wico/data/coco_mask.h"
 #include "wico/data/refer.h"
+#include "wico/data/transforms.h"
 
 namespace wico::data {
 
@@ -28,6 +31,9 @@ struct Candidate {
   bool iscrowd = false;          // COCO's crowd flag: not an instance the extractor learns
   std::array<double, 4> box{};  // x, y, w, h
   cv::Mat1b mask;               // 0/1, original resolution
+  // The annotation's segmentation (owned by the ReferDataset), for transforms that re-rasterise
+  // polygons (lsj).
+  const nlohmann::json* segmentation = nullptr;
 };
 
 struct Sample {
@@ -39,6 +45,7 @@ struct Sample {
   std::vector<Candidate> candidates;  // every annotation of the image
   int target_index = -1;              // the candidate that is the referred object
   // Training only (RefDataset in a training mode):
+  std::optional<LsjDraw> lsj;     // the instance-image augmentation's draws (set_lsj)
   std::string negative_sentence;  // a language negative (RefDataset::negative_ref); empty: none
   std::vector<std::int64_t> attributes;  // the ref's attribute words (RefDataset::set_attributes)
   std::int64_t attribute_vocabulary_size = 0;  // 0: no attribute labels
@@ -72,6 +79,11 @@ class RefDataset {
   const ReferDataset& data() const { return data_; }
   const std::string& split() const { return split_; }
 
+  // Mask2Former's large-scale jitter on every sample (kInstanceImages only: flips and crops
+  // would break a referring expression): scale uniform in [min_scale, max_scale], the crop's
+  // fraction uniform in [0, 1], a flip with probability 0.5, deterministic in (seed, epoch,
+  // index). Throws ConfigError in another mode.
+  void set_lsj(double min_scale, double max_scale);
   // MAttNet's attribute labels on every sample (and the vocabulary's loss weights).
   void set_attributes(std::shared_ptr<const AttributeVocabulary> vocabulary);
   const AttributeVocabulary* attributes() const { return attributes_.get(); }
@@ -90,6 +102,7 @@ class RefDataset {
   Mode mode_;
   std::vector<std::pair<const Ref*, std::size_t>> items_;  // sentence index unused in kTrainSample
   std::vector<std::int64_t> images_;  // kInstanceImages
+  std::optional<std::pair<double, double>> lsj_scale_;
   std::vector<const Ref*> refs_;  // the split's refs with sentences
   std::unordered_map<std::int64_t, std::vector<const Ref*>> refs_of_image_;
   std::shared_ptr<const AttributeVocabulary> attributes_;

@@ -36,7 +36,8 @@ struct SampleInfo {
 };
 
 struct Batch {
-  at::Tensor images;             // [B, 3, S, S] float, normalised
+  at::Tensor images;             // [B, 3, S, S] float, normalised (data.resize shortest_edge:
+                                 //   [B, 3, H, W], the batch's canvas, 0 outside each image)
   at::Tensor targets;            // [B, 1, S, S] float 0/1
   at::Tensor token_ids;          // [B, L] int64
   at::Tensor attention_mask;     // [B, L] int64, 1 for real tokens
@@ -71,6 +72,8 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   int input_size = 480;
   bool letterbox = false;
+  bool shortest_edge = false;  // data.resize shortest_edge (data.min_size, max_size, divisibility)
+  int min_size = 800, max_size = 1333, size_divisibility = 32;
   ResizeFilter resize_filter = ResizeFilter::kOpenCv;  // data.resize_filter (plain resize)
   MaskRule mask_rule = MaskRule::kUnion;               // data.mask_rule (the target only)
   Normalization norm = normalization("imagenet");

@@ -2,6 +2,11 @@
 //   plain     resize to S x S, aspect ratio not kept (LAVT, 480)
 //   letterbox keep the aspect ratio, centre, pad with the normalisation mean (CRIS/VLT, 416):
 //             the affine map CRIS builds with cv2.getAffineTransform, cubic for images
+//   shortest_edge  detectron2's ResizeShortestEdge (Mask2Former's test-time 800 / 1333): aspect
+//             kept, the image at the top left of a canvas padded to a multiple of 32 (and to the
+//             batch's largest), the padding 0 after normalising as ImageList pads; not square
+//   lsj       Mask2Former's large-scale jitter for instance training (RandomFlip, ResizeScale
+//             0.1-2.0 of S, FixedSizeCrop S with padding 128): training only
 // Normalisation constants per backbone pre-training (ImageNet, CLIP). The plain resize
 // interpolates with OpenCV or, for LAVT fidelity, exactly as Pillow does (data.resize_filter).
 #pragma once
@@ -10,6 +15,7 @@
 #include <opencv2/core.hpp>
 
 #include <array>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 namespace wico::data {
@@ -28,15 +34,30 @@ enum class ResizeFilter { kOpenCv, kPil };
 // "opencv" or "pil" (data.resize_filter); anything else is a ConfigError.
 ResizeFilter parse_resize_filter(const std::string& name);
 
-// How an original image of `width` x `height` maps into the S x S network input.
+enum class ResizeKind { kPlain, kLetterbox, kShortestEdge, kLsj };
+
+// How an original image of `width` x `height` maps into the network input (S x S, or the
+// canvas of a shortest-edge batch).
 struct ResizePlan {
   int width = 0, height = 0;  // original
-  int size = 0;               // S
-  bool letterbox = false;
-  ResizeFilter filter = ResizeFilter::kOpenCv;  // plain resize only
+  int size = 0;               // S (shortest_edge: the shorter side's target)
+  ResizeKind kind = ResizeKind::kPlain;
+  bool letterbox = false;                       // kind == kLetterbox
+  ResizeFilter filter = ResizeFilter::kOpenCv;  // plain and shortest_edge resizes
   double scale_x = 1, scale_y = 1;
   double offset_x = 0, offset_y = 0;  // letterbox padding (may be fractional, as in CRIS)
-  // Input coordinates of an original point: x' = x * scale_x + offset_x.
+  // shortest_edge and lsj: the image's size after the resize; lsj: the crop's top-left corner
+  // in the resized image and whether the image was flipped first.
+  int resized_width = 0, resized_height = 0;
+  int crop_x = 0, crop_y = 0;
+  bool flip = false;
+  // The network input's size: S x S, except shortest_edge (its padded canvas; the collated
+  // batch's canvas once batched).
+  int canvas_width = 0, canvas_height = 0;
+  int input_width() const { return canvas_width > 0 ? canvas_width : size; }
+  int input_height() const { return canvas_height > 0 ? canvas_height : size; }
+  // Input coordinates of an original point: x' = x * scale_x + offset_x (lsj: of the flipped
+  // point, offset = -crop).
   cv::Matx23d forward() const;
   cv::Matx23d inverse() const;
 };
@@ -46,11 +67,34 @@ void check_resize_filter(bool letterbox, ResizeFilter filter);
 ResizePlan plan_resize(int width, int height, int size, bool letterbox,
                        ResizeFilter filter = ResizeFilter::kOpenCv);
 
-// BGR image (as OpenCV reads it) -> S x S BGR, bilinear (plain, plan.filter) or cubic
-// (letterbox) with the normalisation mean as fill.
+// detectron2's ResizeShortestEdge.get_output_shape: the shorter side to `min_size`, unless the
+// longer would then pass `max_size` (then the longer to max_size), both rounded as int(x + 0.5);
+// the canvas each side rounded up to `size_divisibility`.
+ResizePlan plan_shortest_edge(int width, int height, int min_size, int max_size,
+                              int size_divisibility, ResizeFilter filter = ResizeFilter::kPil);
+// LSJ of an image: flipped first when `flip`, resized to fit a (size * scale) square (sides
+// np.round'ed, as ResizeScale), cropped to size x size at `crop_fraction` of the overhang (one
+// fraction for both axes, rounded, as FixedSizeCrop), padded to size x size.
+ResizePlan plan_lsj(int width, int height, int size, double scale, double crop_fraction,
+                    bool flip);
+// The random draws of one LSJ sample.
+struct LsjDraw {
+  double scale = 1.0, crop_fraction = 0.0;
+  bool flip = false;
+};
+
+// BGR image (as OpenCV reads it) -> the input: S x S BGR, bilinear (plain, plan.filter) or cubic
+// (letterbox) with the normalisation mean as fill; shortest_edge: the resized image alone
+// (Pillow's bilinear by default, as detectron2's ResizeTransform; the caller pads); lsj: flipped,
+// Pillow-resized, cropped, padded with 128 (FixedSizeCrop's pad_value).
 cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Normalization& norm);
-// 0/1 mask -> S x S by nearest neighbour (the originals resize targets with NEAREST).
+// 0/1 mask -> S x S by nearest neighbour (the originals resize targets with NEAREST);
+// shortest_edge: the resized mask alone; lsj: flipped, resized, cropped, padded with 0.
 cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan);
+// An annotation's mask in the input of an lsj or shortest-edge plan as detectron2 makes it:
+// polygons transformed point by point and rasterised at the new size (pycocotools' rule),
+// an RLE through resize_mask. Other plans: resize_mask of the original-size mask.
+cv::Mat1b transform_annotation_mask(const nlohmann::json& segmentation, const ResizePlan& plan);
 
 // Pillow 9.4's Image.resize of an 8-bit image of any channel count (channels are resampled
 // independently, so BGR and RGB give the same pixels), bit-exact (Resample.c, Geometry.c):

@@ -30,6 +30,8 @@ struct InstanceCandidates {
                        //   (ReferDataset::class_index: COCO's ids 1..90 -> 0..79)
   at::Tensor valid;    // [B, N] bool, false for padding
   at::Tensor scores;   // [B, N] float detection confidence (ground truth: 1); may be undefined
+  at::Tensor queries;  // [B, N] int64 the extractor's query of each detection; undefined for
+                       //   ground truth
 
   std::int64_t batch_size() const { return masks.size(0); }
   std::int64_t size() const { return masks.size(1); }
@@ -59,15 +61,19 @@ class InstanceExtractor : public torch::nn::Module {
   virtual std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
                                                  const InstanceCandidates& targets) = 0;
   // The `top_k` best instances of each image by class score times mask score, masks as
-  // probabilities at `size` x `size`, boxes from the binarised masks, no gradient.
+  // probabilities at `height` x `width` (the input's size), boxes from the binarised masks, no
+  // gradient.
   virtual InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
-                                    std::int64_t size) = 0;
+                                    std::int64_t height, std::int64_t width) = 0;
 };
 
 struct MatcherInput {
   at::Tensor c4, c5;  // the extractor's trunk features (ExtractorOutput::c4, c5), both covering
                       // the whole input, so that the candidates' fractional boxes index them
   InstanceCandidates candidates;
+  // [B, N, D] each candidate's decoder query embedding (a detection's own query; a ground-truth
+  // instance's best-overlapping query), when the matcher uses them (uses_query_embeddings()).
+  at::Tensor candidate_embeddings;
   at::Tensor token_ids;       // [B, L] int64
   at::Tensor attention_mask;  // [B, L] int64, 1 for real tokens
   // Training extras from the loader (data::Batch; undefined when absent): a language negative
@@ -95,6 +101,9 @@ class InstanceMatcher : public torch::nn::Module {
                                                  const at::Tensor& target_index) = 0;
   // C of MatcherOutput::embeddings.
   virtual std::int64_t embedding_dim() const = 0;
+  // Whether forward reads MatcherInput::candidate_embeddings (the branch then runs the whole
+  // extractor even where the trunk would do).
+  virtual bool uses_query_embeddings() const { return false; }
 };
 
 using ExtractorBuilder = std::function<std::shared_ptr<InstanceExtractor>(const Config&)>;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "wico/core/error.h"
+#include "wico/nn/autocast.h"
 #include "wico/topdown/assignment.h"
 
 namespace wico::topdown {
@@ -115,6 +116,7 @@ at::Tensor batch_sigmoid_ce_cost(const at::Tensor& logits, const at::Tensor& tar
 MatchIndices hungarian_match(const at::Tensor& class_logits, const at::Tensor& mask_logits,
                              const InstanceCandidates& targets, const CriterionOptions& options) {
   const at::NoGradGuard no_grad;
+  const wico::nn::AutocastDisabled float32;  // the original's costs: autocast(enabled=False)
   const std::int64_t batch = class_logits.size(0), queries = class_logits.size(1);
   WICO_CHECK(class_logits.size(2) == options.num_classes + 1, "class logits have ",
              class_logits.size(2),

@@ -18,6 +18,12 @@ InstanceInference parse_instance_inference(const std::string& name) {
 
 Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& mask_logits,
                             std::int64_t top_k, std::int64_t size, InstanceInference mode) {
+  return detect_instances(class_logits, mask_logits, top_k, size, size, mode);
+}
+
+Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& mask_logits,
+                            std::int64_t top_k, std::int64_t height, std::int64_t width,
+                            InstanceInference mode) {
   const at::NoGradGuard no_grad;
   WICO_CHECK(class_logits.dim() == 3 && class_logits.size(2) >= 2,
              "class logits must be [B, Q, K+1] with K >= 1, got ", class_logits.sizes());
@@ -25,7 +31,8 @@ Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& ma
                  mask_logits.size(1) == class_logits.size(1),
              "mask logits must be [B, Q, h, w] beside class logits ", class_logits.sizes(),
              ", got ", mask_logits.sizes());
-  WICO_CHECK(top_k > 0 && size > 0, "top_k and size must be positive, got ", top_k, " and ", size);
+  WICO_CHECK(top_k > 0 && height > 0 && width > 0, "top_k and the size must be positive, got ",
+             top_k, " and ", height, "x", width);
   const std::int64_t batch = class_logits.size(0), queries = class_logits.size(1);
   const std::int64_t num_classes = class_logits.size(2) - 1;
   const bool original = mode == InstanceInference::kOriginal;
@@ -38,9 +45,9 @@ Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& ma
   // One image at a time: Q masks at the output size can be large.
   for (std::int64_t b = 0; b < batch; ++b) {
     const at::Tensor logits = at::upsample_bilinear2d(mask_logits[b].unsqueeze(0).to(at::kFloat),
-                                                      at::IntArrayRef({size, size}),
+                                                      at::IntArrayRef({height, width}),
                                                       /*align_corners=*/false)[0];
-    const at::Tensor binary = (logits > 0).to(at::kFloat).flatten(1);  // [Q, size * size]
+    const at::Tensor binary = (logits > 0).to(at::kFloat).flatten(1);  // [Q, height * width]
     const at::Tensor probs = logits.sigmoid();
     const at::Tensor mask_score = (probs.flatten(1) * binary).sum(1) / (binary.sum(1) + 1e-6);
     at::Tensor query, cls, score;

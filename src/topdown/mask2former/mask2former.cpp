@@ -104,10 +104,11 @@ std::map<std::string, at::Tensor> Mask2FormerExtractor::loss(const ExtractorOutp
 }
 
 InstanceCandidates Mask2FormerExtractor::detect(const ExtractorOutput& output, std::int64_t top_k,
-                                                std::int64_t size) {
-  return detect_instances(output.class_logits, output.mask_logits, top_k, size,
-                          options_.instance_inference)
-      .instances;
+                                                std::int64_t height, std::int64_t width) {
+  Detections d = detect_instances(output.class_logits, output.mask_logits, top_k, height, width,
+                                  options_.instance_inference);
+  d.instances.queries = d.query_index;
+  return d.instances;
 }
 
 std::vector<io::ImportReport> Mask2FormerExtractor::load_pretrained() {

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "wico/core/error.h"
+#include "wico/nn/autocast.h"
 
 namespace wico::topdown {
 
@@ -278,6 +279,8 @@ MSDeformAttnPixelDecoderImpl::MSDeformAttnPixelDecoderImpl(PixelDecoderOptions o
 }
 
 PixelDecoderOutput MSDeformAttnPixelDecoderImpl::forward(const std::vector<at::Tensor>& features) {
+  // float32 throughout, as the original's forward_features (@autocast(enabled=False)).
+  const wico::nn::AutocastDisabled float32;
   const auto& o = options_;
   const auto n = static_cast<std::int64_t>(o.in_channels.size());
   WICO_CHECK(static_cast<std::int64_t>(features.size()) == n, "pixel decoder: expected ", n,

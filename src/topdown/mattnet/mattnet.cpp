@@ -136,6 +136,7 @@ MattnetOptions MattnetOptions::from_config(const Config& c) {
   o.num_atts = c.integer("data.attribute_words");
   o.att_dropout = c.real("mattnet.att_dropout");
   o.att_weight = c.real("mattnet.att_weight");
+  o.query_dim = c.integer("mattnet.query_dim");
   o.validate();
   return o;
 }
@@ -150,6 +151,7 @@ void MattnetOptions::validate() const {
   positive(fc7_dim, "mattnet.fc7_dim");
   if (num_atts < 0) throw ConfigError("data.attribute_words must not be negative");
   if (att_weight < 0.0) throw ConfigError("mattnet.att_weight must not be negative");
+  if (query_dim < 0) throw ConfigError("mattnet.query_dim must not be negative");
   positive(word_embedding_size, "mattnet.word_embedding_size");
   positive(word_vec_size, "mattnet.word_vec_size");
   positive(rnn_hidden_size, "mattnet.rnn_hidden_size");
@@ -224,7 +226,11 @@ void add_mattnet_keys(Schema& schema) {
             "cross-entropy over the candidates' logits (ours: trains S as a softmax)", 0.0)
       .real("mattnet.att_dropout", 0.2,
             "dropout before the attribute head (the original's visual_drop_out 0.2)", 0.0, 1.0)
-      .real("mattnet.att_weight", 1.0, "weight of the attribute BCE (att_weight 1)", 0.0);
+      .real("mattnet.att_weight", 1.0, "weight of the attribute BCE (att_weight 1)", 0.0)
+      .integer("mattnet.query_dim", 0,
+               "ours, an option: the candidates' decoder query embeddings (this many channels: "
+               "the extractor's hidden_dim) as an extra fc7-like vector of the subject and of "
+               "each context; 0: off, the original's layout", 0);
 }
 
 // ---- free functions ----
@@ -378,7 +384,12 @@ MattnetMatcher::MattnetMatcher(MattnetOptions options) : options_(std::move(opti
   auto attn_fuse = container(*sub, "attn_fuse");
   attn_fuse_fc0_ = attn_fuse->register_module("0", tnn::Linear(F + J + V, J));
   attn_fuse_fc2_ = attn_fuse->register_module("2", tnn::Linear(J, 1));
-  sub_matching_ = register_module("sub_matching", Matching(F + J, V, J, o.jemb_dropout));
+  const std::int64_t Qd = o.query_dim;
+  if (Qd > 0) {
+    query_normalizer_ =
+        sub->register_module("query_normalizer", NormalizeScale(Qd, o.visual_init_norm));
+  }
+  sub_matching_ = register_module("sub_matching", Matching(F + J + Qd, V, J, o.jemb_dropout));
 
   auto loc = container(*this, "loc_encoder");
   lfeat_normalizer_ =
@@ -393,7 +404,11 @@ MattnetMatcher::MattnetMatcher(MattnetOptions options) : options_(std::move(opti
       rel->register_module("vis_feat_normalizer", NormalizeScale(F, o.visual_init_norm));
   cxt_lfeat_normalizer_ =
       rel->register_module("lfeat_normalizer", NormalizeScale(5, o.visual_init_norm));
-  rel_fc_ = rel->register_module("fc", tnn::Linear(F + 5, J));
+  if (Qd > 0) {
+    cxt_query_normalizer_ =
+        rel->register_module("query_normalizer", NormalizeScale(Qd, o.visual_init_norm));
+  }
+  rel_fc_ = rel->register_module("fc", tnn::Linear(F + Qd + 5, J));
   rel_matching_ = register_module("rel_matching", Matching(J, V, J, o.jemb_dropout));
 
   embedding_fc_ = register_module("embedding_fc", tnn::Linear(3 * J, o.output_dim()));
@@ -414,6 +429,15 @@ void MattnetMatcher::check_input(const MatcherInput& input) const {
   check_map(input.c4, "c4", options_.pool5_dim, "mattnet.pool5_dim");
   check_map(input.c5, "c5", options_.fc7_dim, "mattnet.fc7_dim");
   WICO_CHECK(input.c5.size(0) == input.c4.size(0), "mattnet: c4 and c5 differ in batch size");
+  if (options_.query_dim > 0) {
+    const auto& e = input.candidate_embeddings;
+    if (!e.defined() || e.dim() != 3 || e.size(2) != options_.query_dim) {
+      throw ConfigError("mattnet.query_dim is " + std::to_string(options_.query_dim) +
+                        " but the candidates' query embeddings are " +
+                        (e.defined() ? "of another shape" : "absent") +
+                        " (the extractor's hidden_dim; a ground-truth-only extractor has none)");
+    }
+  }
   const std::int64_t B = input.c4.size(0);
   WICO_CHECK(c.masks.dim() == 4 && c.masks.size(0) == B,
              "mattnet: masks must be [B, N, h, w], got ", c.masks.sizes());
@@ -483,6 +507,11 @@ MattnetVisual MattnetMatcher::visual_features(const MatcherInput& input) {
   v.cxt_fc7 = object_fc7.index_select(0, (loc.cxt_index + base).reshape(-1)).view({B * N, K, F});
   v.cxt_lfeats = loc.cxt_lfeats.reshape({B * N, K, 5}).to(float_type);
   v.cxt_valid = loc.cxt_valid.reshape({B * N, K});
+  if (options_.query_dim > 0) {
+    const std::int64_t Qd = options_.query_dim;
+    v.query = input.candidate_embeddings.reshape({B * N, Qd}).to(float_type);
+    v.cxt_query = v.query.index_select(0, (loc.cxt_index + base).reshape(-1)).view({B * N, K, Qd});
+  }
   return v;
 }
 
@@ -515,7 +544,10 @@ MattnetScores MattnetMatcher::score(const MattnetVisual& v, const at::Tensor& ro
       attn_fuse_fc2_->forward(attn_fuse_fc0_->forward(at::cat({cells, phrase}, -1)).tanh())
           .squeeze(-1)
           .softmax(-1);
-  const at::Tensor sub_feats = at::bmm(s.grid_attn.unsqueeze(1), cells).squeeze(1);
+  at::Tensor sub_feats = at::bmm(s.grid_attn.unsqueeze(1), cells).squeeze(1);
+  if (query_normalizer_) {
+    sub_feats = at::cat({sub_feats, query_normalizer_->forward(v.query.index_select(0, rows))}, -1);
+  }
   const auto [sub_v, sub_l] = joint(sub_matching_, sub_feats, sub_phrase);
 
   // Location: own box and offsets to same-class neighbours.
@@ -528,10 +560,12 @@ MattnetScores MattnetMatcher::score(const MattnetVisual& v, const at::Tensor& ro
 
   // Relationship: the best-matching context; the MLP sees only real contexts.
   const at::Tensor cxt_valid = v.cxt_valid.index_select(0, rows);  // [R, K]
-  const at::Tensor rel_feats =
-      rel_fc_->forward(at::cat({cxt_feat_normalizer_->forward(v.cxt_fc7.index_select(0, rows)),
-                                cxt_lfeat_normalizer_->forward(v.cxt_lfeats.index_select(0, rows))},
-                               -1));  // [R, K, J]
+  std::vector<at::Tensor> context = {cxt_feat_normalizer_->forward(v.cxt_fc7.index_select(0, rows))};
+  if (cxt_query_normalizer_) {
+    context.push_back(cxt_query_normalizer_->forward(v.cxt_query.index_select(0, rows)));
+  }
+  context.push_back(cxt_lfeat_normalizer_->forward(v.cxt_lfeats.index_select(0, rows)));
+  const at::Tensor rel_feats = rel_fc_->forward(at::cat(context, -1));  // [R, K, J]
   const at::Tensor real = cxt_valid.reshape(-1).nonzero().squeeze(1);
   const at::Tensor rel_v =
       at::zeros({R * K, J}, rel_feats.options())

@@ -27,7 +27,7 @@ enum class InstanceInference { kOriginal, kPerQuery };
 InstanceInference parse_instance_inference(const std::string& name);  // throws ConfigError
 
 struct Detections {
-  // masks [B, k, size, size] sigmoid probabilities, boxes from them binarised at 0.5
+  // masks [B, k, height, width] sigmoid probabilities, boxes from them binarised at 0.5
   // (boxes_of_masks), classes [B, k] int64, valid [B, k] all true, scores [B, k] (kPerQuery:
   // descending; kOriginal: in the order of the class probabilities); k = min(top_k, Q x K)
   // (kOriginal) or min(top_k, Q) (kPerQuery).
@@ -37,6 +37,10 @@ struct Detections {
 
 // class_logits [B, Q, K+1], mask_logits [B, Q, h, w] -> the top_k detections of each image; no
 // gradient.
+Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& mask_logits,
+                            std::int64_t top_k, std::int64_t height, std::int64_t width,
+                            InstanceInference mode);
+// Square outputs (size x size).
 Detections detect_instances(const at::Tensor& class_logits, const at::Tensor& mask_logits,
                             std::int64_t top_k, std::int64_t size,
                             InstanceInference mode = InstanceInference::kOriginal);

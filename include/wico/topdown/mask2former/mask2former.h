@@ -50,7 +50,7 @@ class Mask2FormerExtractor : public InstanceExtractor, public io::PretrainedWeig
   std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
                                          const InstanceCandidates& targets) override;
   InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
-                            std::int64_t size) override;
+                            std::int64_t height, std::int64_t width) override;
   const Mask2FormerOptions& options() const { return options_; }
 
   backbones::ResNet backbone{nullptr};

@@ -83,6 +83,10 @@ struct MattnetOptions {
   std::int64_t num_atts = 0;         // attribute head outputs (data.attribute_words; 0: none)
   double att_dropout = 0.2;          // the original's visual_drop_out, before att_fc
   double att_weight = 1.0;           // the attribute BCE's weight
+  // Ours, an option: the candidates' decoder query embeddings (MatcherInput::candidate_embeddings,
+  // this many channels) as an extra fc7-like vector, beside the subject's attended feature and
+  // each context's fc7; 0: off (the original's layout).
+  std::int64_t query_dim = 0;
 
   // Reads mattnet.*; vocab_size from the tokenizer (text.*) when mattnet.vocab_size is 0,
   // num_atts from data.attribute_words.
@@ -175,6 +179,8 @@ struct MattnetVisual {
   at::Tensor cxt_fc7;     // [R, K, fc7_dim]
   at::Tensor cxt_lfeats;  // [R, K, 5]
   at::Tensor cxt_valid;   // [R, K] bool
+  at::Tensor query;       // [R, query_dim] (mattnet.query_dim > 0 only)
+  at::Tensor cxt_query;   // [R, K, query_dim]
 };
 
 // What JointMatching.forward returns, per scored row.
@@ -211,6 +217,7 @@ class MattnetMatcher : public InstanceMatcher {
   std::map<std::string, at::Tensor> loss(const MatcherInput& input, const MatcherOutput& output,
                                          const at::Tensor& target_index) override;
   std::int64_t embedding_dim() const override { return options_.output_dim(); }
+  bool uses_query_embeddings() const override { return options_.query_dim > 0; }
 
   // token_ids / attention_mask [B, L]; padding is packed away from the LSTM.
   MattnetLanguage encode_language(const at::Tensor& token_ids, const at::Tensor& attention_mask);
@@ -241,6 +248,7 @@ class MattnetMatcher : public InstanceMatcher {
   torch::nn::Linear attn_fuse_fc0_{nullptr}, attn_fuse_fc2_{nullptr};
   torch::nn::Dropout att_dropout_{nullptr};
   torch::nn::Linear att_fc_{nullptr};  // only with num_atts > 0
+  NormalizeScale query_normalizer_{nullptr}, cxt_query_normalizer_{nullptr};  // query_dim > 0
   Matching sub_matching_{nullptr};
   // loc_encoder.{lfeat_normalizer, dif_lfeat_normalizer, fc}
   NormalizeScale lfeat_normalizer_{nullptr}, dif_lfeat_normalizer_{nullptr};
