@@ -7,8 +7,10 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "wico/backbones/resnet.h"
@@ -84,6 +86,15 @@ nlohmann::json bench_topdown(const BenchContext& ctx) {
     matcher.push_back(out.matcher_seconds);
   }
   const double te = median(extractor), tm = median(matcher);
+  // WICO_BENCH_PROFILE=FILE: one more forward under LibTorch's profiler, as a Chrome trace
+  // (scripts/profile_summary.py sums its operators' own time).
+  if (const char* profile = std::getenv("WICO_BENCH_PROFILE"); profile && *profile) {
+    {
+      const torch::autograd::profiler::RecordProfile record(profile);
+      (void)model.branch().forward(batch, false);
+    }
+    std::cout << "profile of one forward: " << profile << "\n";
+  }
   const auto& o = m2f->options();
   const double gflop = (backbones::resnet_conv_flops(o.backbone, size, size) +
                         mask2former_head_flops(o, size)) / 1e9;

@@ -266,25 +266,58 @@ LocationFeatures location_features(const at::Tensor& boxes, const at::Tensor& cl
   return out;
 }
 
-at::Tensor roi_grid(const at::Tensor& features, const at::Tensor& boxes, std::int64_t grid) {
+namespace {
+
+// roi_grid's cells as linear combinations of feature cells: [B, N * grid^2, H * W], each row the
+// bilinear weights of the cell's 2x2 samples averaged (grid_sample's rule with zero padding:
+// corners outside the map weigh nothing). No gradient: the weights depend on the boxes alone.
+at::Tensor roi_grid_weights(const at::Tensor& boxes, std::int64_t H, std::int64_t W,
+                            std::int64_t grid, const at::TensorOptions& options) {
   constexpr std::int64_t kSamples = 2;  // bilinear samples per cell side, averaged (ROI-align)
-  const std::int64_t B = features.size(0), D = features.size(1), N = boxes.size(1);
-  const std::int64_t P = grid * kSamples;
-  const at::Tensor b = boxes.to(features.scalar_type());
-  const at::Tensor t = (at::arange(P, features.options()) + 0.5) / static_cast<double>(P);
-  auto along = [&](int lo, int hi) {  // sample positions in [-1, 1] (align_corners false)
+  const at::NoGradGuard no_grad;
+  const std::int64_t B = boxes.size(0), N = boxes.size(1), P = grid * kSamples, G2 = grid * grid;
+  const at::Tensor b = boxes.to(options.dtype());
+  const at::Tensor t = (at::arange(P, options) + 0.5) / static_cast<double>(P);
+  // Sample positions in index coordinates (pixel centres at integers, align_corners false).
+  auto along = [&](int lo, int hi, std::int64_t extent) {
     const at::Tensor a = b.select(-1, lo).unsqueeze(-1), z = b.select(-1, hi).unsqueeze(-1);
-    return (a + t * (z - a)) * 2 - 1;  // [B, N, P]
+    return (a + t * (z - a)) * static_cast<double>(extent) - 0.5;  // [B, N, P]
   };
-  const at::Tensor gx = along(0, 2).unsqueeze(2).expand({B, N, P, P});
-  const at::Tensor gy = along(1, 3).unsqueeze(3).expand({B, N, P, P});
-  const at::Tensor sample_grid = at::stack({gx, gy}, -1).reshape({B, N * P, P, 2});
-  const at::Tensor sampled = at::grid_sampler(features, sample_grid, /*bilinear=*/0,
-                                              /*zeros=*/0, /*align_corners=*/false);
-  return sampled.view({B, D, N, grid, kSamples, grid, kSamples})
-      .mean({4, 6})
-      .permute({0, 2, 3, 4, 1})
-      .reshape({B, N, grid * grid, D});
+  const at::Tensor xs = along(0, 2, W), ys = along(1, 3, H);
+  const at::Tensor x0 = xs.floor(), y0 = ys.floor();
+  const at::Tensor fx = xs - x0, fy = ys - y0;
+  const auto long_options = options.dtype(at::kLong);
+  const at::Tensor cell_of = at::arange(P, long_options).div(kSamples, "floor");  // [P]
+  const at::Tensor rows = (at::arange(N, long_options).view({N, 1, 1}) * G2 +
+                           cell_of.view({1, P, 1}) * grid + cell_of.view({1, 1, P}))
+                              .expand({B, N, P, P});
+  at::Tensor weights = at::zeros({B, N * G2 * H * W}, options);
+  const double share = 1.0 / static_cast<double>(kSamples * kSamples);
+  for (int dy = 0; dy < 2; ++dy) {
+    const at::Tensor cy = y0 + dy, wy = dy == 0 ? 1 - fy : fy;  // [B, N, P]
+    for (int dx = 0; dx < 2; ++dx) {
+      const at::Tensor cx = x0 + dx, wx = dx == 0 ? 1 - fx : fx;
+      const at::Tensor inside = (cy >= 0).logical_and(cy <= H - 1).unsqueeze(3).logical_and(
+          (cx >= 0).logical_and(cx <= W - 1).unsqueeze(2));  // [B, N, P, P]
+      const at::Tensor w = wy.unsqueeze(3) * wx.unsqueeze(2) * share * inside;
+      const at::Tensor column = cy.clamp(0, H - 1).to(at::kLong).unsqueeze(3) * W +
+                                cx.clamp(0, W - 1).to(at::kLong).unsqueeze(2);
+      weights.scatter_add_(1, (rows * (H * W) + column).reshape({B, -1}), w.reshape({B, -1}));
+    }
+  }
+  return weights.view({B, N * G2, H * W});
+}
+
+}  // namespace
+
+at::Tensor roi_grid(const at::Tensor& features, const at::Tensor& boxes, std::int64_t grid) {
+  const std::int64_t B = features.size(0), D = features.size(1), N = boxes.size(1);
+  const std::int64_t H = features.size(2), W = features.size(3);
+  // One matrix product per image over the channels-last features: gathering channel-strided
+  // samples with grid_sample cost 10 times more at 100 candidates on 1024 + 2048 channels.
+  const at::Tensor weights = roi_grid_weights(boxes, H, W, grid, features.options());
+  return at::bmm(weights, features.reshape({B, D, H * W}).transpose(1, 2))
+      .view({B, N, grid * grid, D});
 }
 
 at::Tensor attribute_loss(const at::Tensor& logits, const at::Tensor& labels,
