@@ -12,8 +12,9 @@
 // Visual inputs as MAttNet's (gt_mrcn_loader.py, mrcn box_to_spatial_fc7), from the extractor's
 // trunk rather than a separate Mask R-CNN:
 //   pool5   = a 7x7 ROI-align of C4 (res4, 1024 channels at R50/R101) inside the candidate's box
-//             (2x2 bilinear samples per cell, averaged); the original crops its res101 C4 the
-//             same way (crop pooling, 7x7);
+//             (2x2 bilinear samples per cell, averaged); the original crops its res101 C4 to
+//             7x7 with bilinear crop pooling (one sample per cell), a deviation kept because
+//             ROI-align is what the Mask R-CNN heads it stands in for use;
 //   fc7     = a 7x7 ROI-align of C5 (res5, 2048 channels) inside the box. The original runs res5
 //             (stride 1) on each pool5 crop; we pool the res5 output the trunk already computed
 //             for the whole image (one res5 per image instead of one per candidate; a cell then
