@@ -11,6 +11,7 @@
 
 #include "wico/core/error.h"
 #include "wico/data/refer.h"
+#include "wico/data/word_vocab.h"
 
 namespace wico::data {
 
@@ -21,33 +22,22 @@ std::string lower(std::string s) {
   return s;
 }
 
-// A sentence's words: its tokens when the refs file has them, else the lower-cased raw text cut
-// at everything but letters.
+// A sentence's words: its tokens when the refs file has them, else the raw text split as the
+// MAttNet word vocabulary splits it.
 std::vector<std::string> words_of(const RefSentence& sentence) {
-  if (!sentence.tokens.empty()) {
-    std::vector<std::string> out;
-    for (const auto& t : sentence.tokens) out.push_back(lower(t));
-    return out;
-  }
+  if (sentence.tokens.empty()) return WordVocab::split_words(sentence.raw);
   std::vector<std::string> out;
-  std::string word;
-  for (char c : sentence.raw + " ") {
-    if (std::isalpha(static_cast<unsigned char>(c))) {
-      word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else if (!word.empty()) {
-      out.push_back(word);
-      word.clear();
-    }
-  }
+  for (const auto& t : sentence.tokens) out.push_back(lower(t));
   return out;
 }
 
-// The attribute words of a ref: lexicon words of any of its sentences.
-std::set<std::string> ref_attribute_words(const Ref& ref, const std::set<std::string>& lexicon) {
+// The attribute words of a ref: the words of any of its sentences that `is_attribute` admits.
+template <typename IsAttribute>
+std::set<std::string> ref_attribute_words(const Ref& ref, IsAttribute is_attribute) {
   std::set<std::string> found;
   for (const auto& sentence : ref.sentences) {
     for (const auto& w : words_of(sentence)) {
-      if (lexicon.count(w) != 0) found.insert(w);
+      if (is_attribute(w)) found.insert(w);
     }
   }
   return found;
@@ -60,8 +50,9 @@ AttributeVocabulary AttributeVocabulary::build(const std::vector<const Ref*>& re
                                                const std::vector<std::string>& lexicon) {
   const std::set<std::string> words(lexicon.begin(), lexicon.end());
   std::map<std::string, std::int64_t> mentions;
+  const auto in_lexicon = [&](const std::string& w) { return words.count(w) != 0; };
   for (const Ref* ref : refs) {
-    for (const auto& w : ref_attribute_words(*ref, words)) ++mentions[w];
+    for (const auto& w : ref_attribute_words(*ref, in_lexicon)) ++mentions[w];
   }
   std::vector<std::pair<std::string, std::int64_t>> ranked(mentions.begin(), mentions.end());
   std::stable_sort(ranked.begin(), ranked.end(),
@@ -78,9 +69,8 @@ AttributeVocabulary AttributeVocabulary::build(const std::vector<const Ref*>& re
 
 std::vector<std::int64_t> AttributeVocabulary::labels(const Ref& ref) const {
   std::vector<std::int64_t> out;
-  if (words_.empty()) return out;
-  const std::set<std::string> vocabulary(words_.begin(), words_.end());
-  for (const auto& w : ref_attribute_words(ref, vocabulary)) out.push_back(index_.at(w));
+  const auto in_vocabulary = [&](const std::string& w) { return index_.count(w) != 0; };
+  for (const auto& w : ref_attribute_words(ref, in_vocabulary)) out.push_back(index_.at(w));
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -34,19 +34,31 @@ RefDataset::RefDataset(const ReferDataset& data, const std::string& split, Mode 
 
 namespace {
 
-// A hash of (seed, epoch, key, salt) mapped to [0, 1): the same draw whatever the worker count.
-double uniform_draw(std::uint64_t seed, std::int64_t epoch, std::uint64_t key, std::uint64_t salt) {
+// A hash of (seed, epoch, key) and an optional salt: the same value whatever the worker count
+// (the per-epoch sentence draw uses it unsalted).
+std::uint64_t sample_hash(std::uint64_t seed, std::int64_t epoch, std::uint64_t key,
+                          std::uint64_t salt_term = 0) {
   std::uint64_t h = seed * 0x9e3779b97f4a7c15ULL ^ static_cast<std::uint64_t>(epoch) * 0xbf58476d1ce4e5b9ULL ^
-                    key * 0x94d049bb133111ebULL ^ (salt + 1) * 0x2545f4914f6cdd1dULL;
+                    key * 0x94d049bb133111ebULL ^ salt_term;
   h ^= h >> 31;
   h *= 0xd6e8feb86659fd93ULL;
   h ^= h >> 32;
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+  return h;
+}
+
+// sample_hash with draw number `salt`, mapped to [0, 1).
+double uniform_draw(std::uint64_t seed, std::int64_t epoch, std::uint64_t key, std::uint64_t salt) {
+  return static_cast<double>(sample_hash(seed, epoch, key, (salt + 1) * 0x2545f4914f6cdd1dULL) >> 11) *
+         0x1.0p-53;
+}
+
+// The index of a uniform draw `u` in [0, 1) among `count` choices.
+std::size_t pick_index(std::size_t count, double u) {
+  return std::min(static_cast<std::size_t>(u * static_cast<double>(count)), count - 1);
 }
 
 const Ref* pick(const std::vector<const Ref*>& from, double u) {
-  const auto i = static_cast<std::size_t>(u * static_cast<double>(from.size()));
-  return from[std::min(i, from.size() - 1)];
+  return from[pick_index(from.size(), u)];
 }
 
 }  // namespace
@@ -102,11 +114,7 @@ std::pair<const Ref*, std::size_t> RefDataset::item(std::size_t index, std::uint
   auto [ref, sentence] = items_[index];
   if (mode_ == Mode::kTrainSample) {
     // A hash of (seed, epoch, ref): the same sentence whatever the worker count.
-    std::uint64_t h = seed * 0x9e3779b97f4a7c15ULL ^ static_cast<std::uint64_t>(epoch) * 0xbf58476d1ce4e5b9ULL ^
-                      static_cast<std::uint64_t>(ref->ref_id) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    h *= 0xd6e8feb86659fd93ULL;
-    h ^= h >> 32;
+    const std::uint64_t h = sample_hash(seed, epoch, static_cast<std::uint64_t>(ref->ref_id));
     sentence = static_cast<std::size_t>(h % ref->sentences.size());
   }
   return {ref, sentence};
@@ -191,9 +199,7 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
   if (mode_ != Mode::kEvaluation) {
     if (const Ref* negative = negative_ref(index, seed, epoch)) {
       const double u = uniform_draw(seed, epoch, static_cast<std::uint64_t>(index), 3);
-      const auto k = std::min(static_cast<std::size_t>(u * static_cast<double>(negative->sentences.size())),
-                              negative->sentences.size() - 1);
-      s.negative_sentence = negative->sentences[k].raw;
+      s.negative_sentence = negative->sentences[pick_index(negative->sentences.size(), u)].raw;
     }
   }
   if (attributes_) {

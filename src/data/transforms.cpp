@@ -232,7 +232,6 @@ ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFi
   plan.width = width;
   plan.height = height;
   plan.size = size;
-  plan.letterbox = letterbox;
   plan.kind = letterbox ? ResizeKind::kLetterbox : ResizeKind::kPlain;
   plan.filter = filter;
   if (letterbox) {
@@ -317,31 +316,48 @@ Mat crop_and_pad(const Mat& resized, const ResizePlan& plan, const cv::Scalar& f
   return out;
 }
 
+// `m` resampled to `size` by Pillow (exactly) or OpenCV: bilinear for images, nearest for masks.
+template <typename Mat>
+Mat resample(const Mat& m, cv::Size size, ResizeFilter filter, bool nearest) {
+  if (filter == ResizeFilter::kPil) {
+    return Mat(nearest ? pil_resize_nearest(m, size) : pil_resize_bilinear(m, size));
+  }
+  Mat out;
+  cv::resize(m, out, size, 0, 0, nearest ? cv::INTER_NEAREST : cv::INTER_LINEAR);
+  return out;
+}
+
+// The resizes of every plan but the letterbox's warp: plain to S x S, shortest_edge to its
+// resized size (the caller pads), lsj flipped, resized, cropped and padded with `lsj_fill`.
+template <typename Mat>
+Mat resize_as_planned(const Mat& m, const ResizePlan& plan, bool nearest,
+                      const cv::Scalar& lsj_fill) {
+  const cv::Size resized(plan.resized_width, plan.resized_height);
+  switch (plan.kind) {
+    case ResizeKind::kPlain:
+      return resample(m, cv::Size(plan.size, plan.size), plan.filter, nearest);
+    case ResizeKind::kShortestEdge:
+      return resample(m, resized, plan.filter, nearest);
+    case ResizeKind::kLsj: {
+      Mat source = m;
+      if (plan.flip) cv::flip(m, source, 1);
+      return crop_and_pad(resample(source, resized, plan.filter, nearest), plan, lsj_fill);
+    }
+    case ResizeKind::kLetterbox:
+      break;
+  }
+  throw Error("the letterbox is a warp, not a resize");
+}
+
 }  // namespace
 
 cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Normalization& norm) {
   WICO_CHECK(image.cols == plan.width && image.rows == plan.height, "image is ", image.cols, "x",
              image.rows, " but the plan is for ", plan.width, "x", plan.height);
+  if (plan.kind != ResizeKind::kLetterbox) {
+    return resize_as_planned(image, plan, /*nearest=*/false, cv::Scalar(128, 128, 128));
+  }
   cv::Mat3b out;
-  const cv::Size resized(plan.resized_width, plan.resized_height);
-  if (plan.kind == ResizeKind::kShortestEdge) {
-    if (plan.filter == ResizeFilter::kPil) return cv::Mat3b(pil_resize_bilinear(image, resized));
-    cv::resize(image, out, resized, 0, 0, cv::INTER_LINEAR);
-    return out;
-  }
-  if (plan.kind == ResizeKind::kLsj) {
-    cv::Mat3b source = image;
-    if (plan.flip) cv::flip(image, source, 1);
-    return crop_and_pad(cv::Mat3b(pil_resize_bilinear(source, resized)), plan,
-                        cv::Scalar(128, 128, 128));
-  }
-  if (!plan.letterbox) {
-    if (plan.filter == ResizeFilter::kPil) {
-      return cv::Mat3b(pil_resize_bilinear(image, cv::Size(plan.size, plan.size)));
-    }
-    cv::resize(image, out, cv::Size(plan.size, plan.size), 0, 0, cv::INTER_LINEAR);
-    return out;
-  }
   const cv::Scalar fill(norm.mean[2] * 255.0, norm.mean[1] * 255.0, norm.mean[0] * 255.0);  // BGR
   cv::warpAffine(image, out, cv::Mat(plan.forward()), cv::Size(plan.size, plan.size),
                  cv::INTER_CUBIC, cv::BORDER_CONSTANT, fill);
@@ -349,26 +365,12 @@ cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Nor
 }
 
 cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
+  if (plan.kind != ResizeKind::kLetterbox) {
+    return resize_as_planned(mask, plan, /*nearest=*/true, cv::Scalar(0));
+  }
   cv::Mat1b out;
-  const cv::Size resized(plan.resized_width, plan.resized_height);
-  if (plan.kind == ResizeKind::kShortestEdge) {
-    if (plan.filter == ResizeFilter::kPil) return cv::Mat1b(pil_resize_nearest(mask, resized));
-    cv::resize(mask, out, resized, 0, 0, cv::INTER_NEAREST);
-    return out;
-  }
-  if (plan.kind == ResizeKind::kLsj) {
-    cv::Mat1b source = mask;
-    if (plan.flip) cv::flip(mask, source, 1);
-    return crop_and_pad(cv::Mat1b(pil_resize_nearest(source, resized)), plan, cv::Scalar(0));
-  }
-  if (!plan.letterbox && plan.filter == ResizeFilter::kPil) {
-    out = pil_resize_nearest(mask, cv::Size(plan.size, plan.size));
-  } else if (!plan.letterbox) {
-    cv::resize(mask, out, cv::Size(plan.size, plan.size), 0, 0, cv::INTER_NEAREST);
-  } else {
-    cv::warpAffine(mask, out, cv::Mat(plan.forward()), cv::Size(plan.size, plan.size),
-                   cv::INTER_NEAREST, cv::BORDER_CONSTANT, 0);
-  }
+  cv::warpAffine(mask, out, cv::Mat(plan.forward()), cv::Size(plan.size, plan.size),
+                 cv::INTER_NEAREST, cv::BORDER_CONSTANT, 0);
   return out;
 }
 
@@ -435,7 +437,7 @@ cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan) {
     cv::resize(image, out, cv::Size(plan.width, plan.height), 0, 0, cv::INTER_LINEAR);
     return out;
   }
-  if (!plan.letterbox) {
+  if (plan.kind != ResizeKind::kLetterbox) {
     cv::resize(input_map, out, cv::Size(plan.width, plan.height), 0, 0, cv::INTER_LINEAR);
   } else {
     cv::warpAffine(input_map, out, cv::Mat(plan.inverse()), cv::Size(plan.width, plan.height),

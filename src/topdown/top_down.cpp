@@ -13,16 +13,20 @@ namespace wico::topdown {
 
 namespace {
 
+// IoU [B, N, M] of every pair of 0/1 masks a [B, N, P] and b [B, M, P] (an empty pair: 0).
+at::Tensor pairwise_iou(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor inter = at::bmm(a, b.transpose(1, 2));
+  const at::Tensor uni = a.sum(-1, /*keepdim=*/true) + b.sum(-1).unsqueeze(1) - inter;
+  return inter / uni.clamp_min(1.0);
+}
+
 // For each sample, the candidate whose mask overlaps the target most (IoU at the input size).
 at::Tensor best_overlapping(const at::Tensor& masks, const at::Tensor& valid,
                             const at::Tensor& targets) {
   const at::NoGradGuard no_grad;
   const at::Tensor m = (masks > 0.5).flatten(2).to(at::kFloat);  // [B, N, P]
   const at::Tensor t = targets.flatten(1).unsqueeze(1);          // [B, 1, P]
-  const at::Tensor inter = (m * t).sum(-1);
-  const at::Tensor uni = m.sum(-1) + t.sum(-1) - inter;
-  const at::Tensor iou = (inter / uni.clamp_min(1.0)).masked_fill(valid.logical_not(), -1.0);
-  return iou.argmax(1);
+  return pairwise_iou(m, t).squeeze(-1).masked_fill(valid.logical_not(), -1.0).argmax(1);
 }
 
 // For each candidate mask [B, N, h, w], the query whose mask (logits [B, Q, h', w'], binarised at
@@ -34,10 +38,7 @@ at::Tensor best_overlapping_queries(const at::Tensor& mask_logits, const at::Ten
   const at::Tensor q = (mask_logits > 0).flatten(2).to(at::kFloat);  // [B, Q, P]
   const at::Tensor m =
       (at::adaptive_avg_pool2d(masks.to(at::kFloat), {h, w}) > 0.5).flatten(2).to(at::kFloat);
-  const at::Tensor inter = at::bmm(m, q.transpose(1, 2));  // [B, N, Q]
-  const at::Tensor uni = m.sum(-1, true) + q.sum(-1).unsqueeze(1) - inter;
-  const at::Tensor iou = inter / uni.clamp_min(1.0);
-  return iou.argmax(-1).masked_fill(valid.logical_not(), 0);
+  return pairwise_iou(m, q).argmax(-1).masked_fill(valid.logical_not(), 0);
 }
 
 }  // namespace

@@ -71,7 +71,6 @@ void require_loaded_frozen_norms(torch::nn::Module& model) {
 
 namespace {
 
-
 using Clock = std::chrono::steady_clock;
 
 extern "C" void handle_stop_signal(int sig) {

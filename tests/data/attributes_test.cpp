@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "data/synthetic_suite.h"
 #include "test_util.h"
 #include "wico/core/error.h"
 #include "wico/data/dataset.h"
@@ -83,28 +84,7 @@ TEST(AttributeVocabulary, LexiconFilesAreReadOrRejectedWithTheLine) {
   }
 }
 
-class NegativesTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    generate_synthetic({dir_->path(), 24, 4, 2, false});
-    data_ = new ReferDataset(ReferDataset::load(dir_->path(), "refcoco", "unc"));
-    TokenizerOptions o;
-    o.vocab_path = bundled_vocab("wordpiece");
-    tokenizer_ = make_tokenizer("wordpiece", o).release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete data_;
-    delete dir_;
-  }
-  static test::TempDir* dir_;
-  static ReferDataset* data_;
-  static Tokenizer* tokenizer_;
-};
-test::TempDir* NegativesTest::dir_ = nullptr;
-ReferDataset* NegativesTest::data_ = nullptr;
-Tokenizer* NegativesTest::tokenizer_ = nullptr;
+class NegativesTest : public test_support::SyntheticSuite {};
 
 TEST_F(NegativesTest, LanguageNegativesAreOtherRefsOfTheImageSameCategoryAtTheRatio) {
   const RefDataset train(*data_, "train", RefDataset::Mode::kTrainSample);

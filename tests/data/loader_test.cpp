@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "data/synthetic_suite.h"
 #include "test_util.h"
 #include "wico/core/config.h"
 #include "wico/core/error.h"
@@ -19,21 +20,8 @@ namespace wico::data {
 namespace {
 
 // One small synthetic set shared by the tests of this file.
-class LoaderTest : public ::testing::Test {
+class LoaderTest : public test_support::SyntheticSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    generate_synthetic({dir_->path(), 24, 4, 2, false});
-    data_ = new ReferDataset(ReferDataset::load(dir_->path(), "refcoco", "unc"));
-    TokenizerOptions o;
-    o.vocab_path = bundled_vocab("wordpiece");
-    tokenizer_ = make_tokenizer("wordpiece", o).release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete data_;
-    delete dir_;
-  }
   static LoaderOptions options(int workers, bool shuffle) {
     LoaderOptions o;
     o.batch_size = 4;
@@ -52,13 +40,7 @@ class LoaderTest : public ::testing::Test {
     }
     return ids;
   }
-  static test::TempDir* dir_;
-  static ReferDataset* data_;
-  static Tokenizer* tokenizer_;
 };
-test::TempDir* LoaderTest::dir_ = nullptr;
-ReferDataset* LoaderTest::data_ = nullptr;
-Tokenizer* LoaderTest::tokenizer_ = nullptr;
 
 TEST(LoaderOptions, ReadsResizeFilterAndMaskRule) {
   const LoaderOptions defaults = LoaderOptions::from_config(Config::defaults());

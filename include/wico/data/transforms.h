@@ -42,7 +42,6 @@ struct ResizePlan {
   int width = 0, height = 0;  // original
   int size = 0;               // S (shortest_edge: the shorter side's target)
   ResizeKind kind = ResizeKind::kPlain;
-  bool letterbox = false;                       // kind == kLetterbox
   ResizeFilter filter = ResizeFilter::kOpenCv;  // plain and shortest_edge resizes
   double scale_x = 1, scale_y = 1;
   double offset_x = 0, offset_y = 0;  // letterbox padding (may be fractional, as in CRIS)

@@ -71,26 +71,32 @@ Mask2FormerExtractor::Mask2FormerExtractor(Mask2FormerOptions options)
   predictor = register_module("predictor", MaskedTransformerDecoder(options_.decoder));
 }
 
-ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
-  const std::vector<at::Tensor> trunk = backbone->forward(images);  // res2..res5
-  const PixelDecoderOutput pixels = pixel_decoder->forward(trunk);
-  DecoderPredictions p = predictor->forward(pixels.multi_scale, pixels.mask_features);
+namespace {
+
+// What the matcher pools of the trunk's res2..res5: res4 and res5.
+ExtractorOutput with_trunk(const std::vector<at::Tensor>& trunk) {
   ExtractorOutput out;
-  out.class_logits = std::move(p.class_logits);
-  out.mask_logits = std::move(p.mask_logits);
-  out.query_embeddings = std::move(p.query_embeddings);
-  out.auxiliary = std::move(p.auxiliary);
   out.c4 = trunk[2];
   out.c5 = trunk[3];
   return out;
 }
 
-ExtractorOutput Mask2FormerExtractor::trunk_features(const at::Tensor& images) {
-  const std::vector<at::Tensor> trunk = backbone->forward(images);
-  ExtractorOutput out;
-  out.c4 = trunk[2];
-  out.c5 = trunk[3];
+}  // namespace
+
+ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
+  const std::vector<at::Tensor> trunk = backbone->forward(images);  // res2..res5
+  const PixelDecoderOutput pixels = pixel_decoder->forward(trunk);
+  DecoderPredictions p = predictor->forward(pixels.multi_scale, pixels.mask_features);
+  ExtractorOutput out = with_trunk(trunk);
+  out.class_logits = std::move(p.class_logits);
+  out.mask_logits = std::move(p.mask_logits);
+  out.query_embeddings = std::move(p.query_embeddings);
+  out.auxiliary = std::move(p.auxiliary);
   return out;
+}
+
+ExtractorOutput Mask2FormerExtractor::trunk_features(const at::Tensor& images) {
+  return with_trunk(backbone->forward(images));
 }
 
 std::map<std::string, at::Tensor> Mask2FormerExtractor::loss(const ExtractorOutput& output,

@@ -96,6 +96,17 @@ std::int64_t sample_negative(const std::vector<std::int64_t>& same,
   return -1;
 }
 
+// sample_negative over the indices 0..count-1 that `eligible` admits, split by `same_class`.
+template <typename Eligible, typename SameClass>
+std::int64_t draw_negative(std::int64_t count, Eligible eligible, SameClass same_class,
+                           double ratio, double u0, double u1) {
+  std::vector<std::int64_t> same, other;
+  for (std::int64_t k = 0; k < count; ++k) {
+    if (eligible(k)) (same_class(k) ? same : other).push_back(k);
+  }
+  return sample_negative(same, other, ratio, u0, u1);
+}
+
 }  // namespace
 
 // ---- options ----
@@ -709,11 +720,10 @@ std::map<std::string, at::Tensor> MattnetMatcher::loss(const MatcherInput& input
     // another sample's expression, same-class referent preferred at the same ratio.
     std::vector<std::int64_t> other_sample(B, -1);
     for (std::int64_t i = 0; i < B; ++i) {
-      std::vector<std::int64_t> same, other;
-      for (std::int64_t j = 0; j < B; ++j) {
-        if (j != i) (cls[j][t[j]] == cls[i][t[i]] ? same : other).push_back(j);
-      }
-      other_sample[i] = sample_negative(same, other, options_.visual_sample_ratio, uu[i][2], uu[i][3]);
+      other_sample[i] = draw_negative(
+          B, [&](std::int64_t j) { return j != i; },
+          [&](std::int64_t j) { return cls[j][t[j]] == cls[i][t[i]]; },
+          options_.visual_sample_ratio, uu[i][2], uu[i][3]);
     }
     const at::Tensor index = at::tensor(other_sample, at::TensorOptions().dtype(at::kLong));
     const at::Tensor gather = index.clamp_min(0).to(input.token_ids.device());
@@ -734,12 +744,10 @@ std::map<std::string, at::Tensor> MattnetMatcher::loss(const MatcherInput& input
   // visual_sample_ratio, else one of another class.
   std::vector<std::int64_t> vis_neg(B, -1);
   for (std::int64_t i = 0; i < B; ++i) {
-    std::vector<std::int64_t> same, other;
-    for (std::int64_t n = 0; n < N; ++n) {
-      if (n == t[i] || !ok[i][n]) continue;
-      (cls[i][n] == cls[i][t[i]] ? same : other).push_back(n);
-    }
-    vis_neg[i] = sample_negative(same, other, options_.visual_sample_ratio, uu[i][0], uu[i][1]);
+    vis_neg[i] = draw_negative(
+        N, [&](std::int64_t n) { return n != t[i] && ok[i][n]; },
+        [&](std::int64_t n) { return cls[i][n] == cls[i][t[i]]; }, options_.visual_sample_ratio,
+        uu[i][0], uu[i][1]);
   }
   const auto long_options = at::TensorOptions().dtype(at::kLong);
   const at::Tensor vis_neg_t = at::tensor(vis_neg, long_options).to(device);
