@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 
@@ -86,6 +87,33 @@ nlohmann::json bench_topdown(const BenchContext& ctx) {
     matcher.push_back(out.matcher_seconds);
   }
   const double te = median(extractor), tm = median(matcher);
+  // The extractor's stages timed apart (same forwards' shapes, median of the repeats).
+  std::vector<double> t_trunk, t_pixel, t_decoder, t_detect;
+  if (m2f) {
+    for (int i = 0; i < ctx.warmup + ctx.repeats; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      auto lap = [&start] {
+        const auto now = std::chrono::steady_clock::now();
+        const double s = std::chrono::duration<double>(now - start).count();
+        start = now;
+        return s;
+      };
+      const auto trunk = m2f->backbone->forward(m2f->trunk_input(batch.images));
+      const double a = lap();
+      const auto pixels = m2f->pixel_decoder->forward(trunk);
+      const double b = lap();
+      const auto p = m2f->predictor->forward(pixels.multi_scale, pixels.mask_features);
+      const double c = lap();
+      (void)topdown::detect_instances(p.class_logits, p.mask_logits, config.integer("top_down.top_k"), size, size,
+                                      m2f->options().instance_inference);
+      const double d = lap();
+      if (i < ctx.warmup) continue;
+      t_trunk.push_back(a);
+      t_pixel.push_back(b);
+      t_decoder.push_back(c);
+      t_detect.push_back(d);
+    }
+  }
   // WICO_BENCH_PROFILE=FILE: one more forward under LibTorch's profiler, as a Chrome trace
   // (scripts/profile_summary.py sums its operators' own time).
   if (const char* profile = std::getenv("WICO_BENCH_PROFILE"); profile && *profile) {
@@ -101,16 +129,24 @@ nlohmann::json bench_topdown(const BenchContext& ctx) {
   std::int64_t parameters = 0;
   for (const auto& p : model.parameters()) parameters += p.numel();
   const double peak = peak_resident_mb();
+  std::string stages;
+  if (!t_trunk.empty()) {
+    stages = fmt::format(
+        "    trunk              {:8.3f} s\n    pixel decoder      {:8.3f} s\n"
+        "    transformer decoder{:8.3f} s\n    instance inference {:8.3f} s\n",
+        median(t_trunk), median(t_pixel), median(t_decoder), median(t_detect));
+  }
   std::cout << fmt::format(
       "top-down branch {}, {}x{}, batch 1, {} threads, median of {}; {:.1f}M parameters, {} "
       "frozen norms folded\n"
       "  extractor          {:8.3f} s  ({:.1f} GFLOP: {:.1f} GFLOP/s = {:.0f}% of the GEMM rate, "
       "{:.1f} GFLOP/s)\n"
+      "{}"
       "  matcher            {:8.3f} s\n"
       "  resident memory    {:8.0f} MB after building, {:.0f} MB peak (+{:.0f} MB)\n",
       ctx.quick ? "(tiny)" : "Mask2Former R50 + MAttNet (paper size)", size, size,
       ctx.runtime.threads, ctx.repeats, static_cast<double>(parameters) / 1e6, folded, te, gflop,
-      gflop / te, 100.0 * gflop / te / gemm_rate, gemm_rate, tm, built, peak, peak - built);
+      gflop / te, 100.0 * gflop / te / gemm_rate, gemm_rate, stages, tm, built, peak, peak - built);
   return {{"size", size},         {"extractor_seconds", te}, {"matcher_seconds", tm},
           {"gflop", gflop},       {"gemm_gflops", gemm_rate}, {"resident_mb_built", built},
           {"resident_mb_peak", peak}, {"parameters", parameters}};

@@ -16,6 +16,15 @@ void add_core_keys(Schema& schema) {
             "CPUs, else ours), direct (LibTorch's kernel, as the Python originals), winograd "
             "(ours, any size), onednn_winograd (oneDNN's, wherever it takes the shape)",
             {"auto", "direct", "winograd", "onednn_winograd"})
+      .text("runtime.linear_backend", "auto",
+            "inference-time Linear layers on the CPU: auto (oneDNN's matmul on AVX-512 CPUs, "
+            "else the BLAS), blas (LibTorch's at::linear, as the Python originals), onednn",
+            {"auto", "blas", "onednn"})
+      .integer("runtime.cpu_cache_mb", -1,
+               "released CPU tensor memory kept for reuse (blocks of 256 KB and more), in MB: "
+               "saves the page faults of fresh large blocks; -1: a quarter of the machine's "
+               "memory, 0: off (LibTorch's own allocator)",
+               -1, 1048576)
       .add({"runtime.device", ValueType::kString, std::string("auto"),
             "auto | cpu | cuda | cuda:N (auto: CUDA when available, else CPU)", {}, {}, {},
             [](const Value& v) { return check_device_name(std::get<std::string>(v)); }})

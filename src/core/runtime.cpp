@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "wico/core/config.h"
+#include "wico/core/cpu_allocator.h"
 #include "wico/core/error.h"
 #include "wico/core/logging.h"
 #include "wico/core/progress.h"
@@ -97,6 +98,35 @@ std::string conv_algorithm_name(ConvAlgorithm algorithm) {
 void set_conv_algorithm(ConvAlgorithm algorithm) { g_conv_algorithm = algorithm; }
 ConvAlgorithm conv_algorithm() { return g_conv_algorithm; }
 
+namespace {
+std::atomic<LinearBackend> g_linear_backend{LinearBackend::kAuto};
+}  // namespace
+
+LinearBackend parse_linear_backend(const std::string& name) {
+  if (name == "auto") return LinearBackend::kAuto;
+  if (name == "blas") return LinearBackend::kBlas;
+  if (name == "onednn") return LinearBackend::kOneDnn;
+  throw ConfigError("runtime.linear_backend: expected auto, blas or onednn, got '" + name + "'");
+}
+
+std::string linear_backend_name(LinearBackend backend) {
+  switch (backend) {
+    case LinearBackend::kBlas: return "blas";
+    case LinearBackend::kOneDnn: return "onednn";
+    case LinearBackend::kAuto: break;
+  }
+  return "auto";
+}
+
+void set_linear_backend(LinearBackend backend) { g_linear_backend = backend; }
+LinearBackend linear_backend() { return g_linear_backend; }
+
+std::size_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page)
+                               : 0;
+}
+
 RuntimeInfo apply_runtime(const Config& config) {
   init_logging(config.text("log.level"));
   set_default_progress_mode(parse_progress_mode(config.text("log.progress")));
@@ -108,10 +138,17 @@ RuntimeInfo apply_runtime(const Config& config) {
   at::set_num_threads(info.threads);
   info.device = resolve_device(config.text("runtime.device"));
   set_conv_algorithm(parse_conv_algorithm(config.text("runtime.conv_algorithm")));
+  set_linear_backend(parse_linear_backend(config.text("runtime.linear_backend")));
+  const std::int64_t cache_mb = config.integer("runtime.cpu_cache_mb");
+  info.cpu_cache_bytes = cache_mb >= 0 ? static_cast<std::size_t>(cache_mb) << 20
+                                       : physical_memory_bytes() / 4;
+  set_cpu_tensor_cache(info.cpu_cache_bytes);
   torch::manual_seed(static_cast<std::uint64_t>(config.integer("run.seed")));
-  spdlog::info("runtime: device {}, {} thread(s), seed {}, 3x3 convolutions {}",
+  spdlog::info("runtime: device {}, {} thread(s), seed {}, 3x3 convolutions {}, inference "
+               "Linear layers {}, CPU tensor cache {} MB",
                info.device.str(), info.threads, config.integer("run.seed"),
-               conv_algorithm_name(conv_algorithm()));
+               conv_algorithm_name(conv_algorithm()),
+               linear_backend_name(linear_backend()), info.cpu_cache_bytes >> 20);
   return info;
 }
 

@@ -376,6 +376,34 @@ TEST(InstanceInference, OriginalKeepsTheTopQueryClassPairs) {
   EXPECT_THROW(parse_instance_inference("per-query"), ConfigError);
 }
 
+// The fused CPU summary against the original's tensor formulas on random logits at a
+// non-square output size, with an empty mask and a mask touching every border: scores
+// (probs * (logits > 0)).sum / (count + 1e-6), boxes of logits > 0, probabilities the sigmoid.
+TEST(InstanceInference, SummaryEqualsTheOriginalsFormulas) {
+  torch::manual_seed(11);
+  const std::int64_t q = 6, k = 3, h = 9, w = 7, height = 30, width = 22;
+  const at::Tensor cls = at::randn({1, q, k + 1});
+  at::Tensor mask = at::randn({1, q, h, w}) * 3 - 0.5;
+  mask[0][2].fill_(-4.0f);  // empty
+  mask[0][4].fill_(4.0f);   // every pixel
+  for (const auto mode : {InstanceInference::kOriginal, InstanceInference::kPerQuery}) {
+    const Detections d = detect_instances(cls, mask, 9, height, width, mode);
+    const at::Tensor up = at::upsample_bilinear2d(mask[0].index_select(0, d.query_index[0])
+                                                      .unsqueeze(0),
+                                                  at::IntArrayRef({height, width}), false)[0];
+    const at::Tensor binary = (up > 0).to(at::kFloat);
+    const at::Tensor probs = up.sigmoid();
+    const at::Tensor mask_score =
+        (probs * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6);
+    EXPECT_LT((d.instances.masks[0] - probs).abs().max().item<double>(), 1e-6);
+    EXPECT_TRUE(at::equal(d.instances.boxes[0], boxes_of_masks(binary, 0.5)));
+    const at::Tensor class_prob = cls[0].softmax(-1).narrow(-1, 0, k);
+    const at::Tensor pair_prob =
+        class_prob.index({d.query_index[0], d.instances.classes[0]});  // [picked]
+    EXPECT_LT((d.instances.scores[0] - pair_prob * mask_score).abs().max().item<double>(), 1e-6);
+  }
+}
+
 TEST(InstanceInference, PerQueryPicksQueriesByClassTimesMaskScore) {
   // 3 queries, 2 classes + no object. Query 0: class 1 likely, a +-10 top-left 2x2 block on 4x4;
   // query 1: no object likely, mask all +10; query 2: class 0, mask sigmoid 0.75 everywhere.

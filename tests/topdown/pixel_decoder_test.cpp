@@ -57,6 +57,105 @@ TEST(MsDeformAttnCore, MatchesThePythonReference) {
   EXPECT_LT(max_abs_diff(out, f.get("core.output")), kTolerance);
 }
 
+TEST(MsDeformAttnCore, ReferencePathMatchesThePythonReference) {
+  const auto& f = fixture();
+  const auto out = ms_deform_attn_core_reference(
+      f.get("core.value"), shapes_of(f.meta()["core"]["spatial_shapes"]),
+      f.get("core.sampling_locations"), f.get("core.attention_weights"));
+  EXPECT_LT(max_abs_diff(out, f.get("core.output")), kTolerance);
+}
+
+// The fused CPU kernel against the grid_sample path in double precision: outputs and the
+// gradients of values, locations and weights, with points inside, on the border and outside
+// every level (odd sizes, a 1-pixel level, two images, several heads).
+TEST(MsDeformAttnCore, FusedKernelEqualsGridSamplePathWithGradients) {
+  torch::manual_seed(3);
+  const SpatialShapes shapes{{5, 7}, {3, 2}, {1, 1}};
+  const std::int64_t n = 2, m = 3, d = 5, lq = 11, levels = 3, points = 4, s = 35 + 6 + 1;
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  const auto value0 = at::randn({n, s, m, d}, opts);
+  auto loc0 = at::rand({n, lq, m, levels, points, 2}, opts) * 1.6 - 0.3;  // some outside
+  loc0.select(1, 0).fill_(0.5);                                            // pixel centres
+  loc0.select(1, 1).fill_(1.0 / 7.0);                                      // on cell edges
+  const auto att0 = at::rand({n, lq, m, levels, points}, opts);
+  const auto grad_out = at::randn({n, lq, m * d}, opts);
+  auto run = [&](bool fused) {
+    auto value = value0.clone().requires_grad_(true);
+    auto loc = loc0.clone().requires_grad_(true);
+    auto att = att0.clone().requires_grad_(true);
+    const auto out = fused ? ms_deform_attn_core(value, shapes, loc, att)
+                           : ms_deform_attn_core_reference(value, shapes, loc, att);
+    (out * grad_out).sum().backward();
+    return std::vector<at::Tensor>{out.detach(), value.grad(), loc.grad(), att.grad()};
+  };
+  const auto fused = run(true), reference = run(false);
+  const char* names[] = {"output", "grad value", "grad locations", "grad weights"};
+  for (std::size_t i = 0; i < fused.size(); ++i) {
+    ASSERT_TRUE(fused[i].defined()) << names[i];
+    EXPECT_LT(max_abs_diff(fused[i], reference[i]), 1e-10) << names[i];
+  }
+  EXPECT_GT(fused[2].abs().max().item<double>(), 0.1);  // the locations' gradient is not zero
+  // Without gradients (inference) the same forward.
+  const at::NoGradGuard no_grad;
+  EXPECT_LT(max_abs_diff(ms_deform_attn_core(value0, shapes, loc0, att0), fused[0]), 1e-12);
+}
+
+// The inference pass from raw offsets and logits against softmax + locations + the core, with
+// reference points shared by two images or one per image.
+TEST(MsDeformAttnCore, FromOffsetsEqualsTheLayersSteps) {
+  torch::manual_seed(5);
+  const SpatialShapes shapes{{6, 5}, {3, 3}};
+  const std::int64_t n = 2, m = 2, d = 4, lq = 13, levels = 2, points = 3, s = 30 + 9;
+  const auto opts = at::TensorOptions().dtype(at::kDouble);
+  const auto value = at::randn({n, s, m, d}, opts);
+  const auto offsets = at::randn({n, lq, m, levels, points, 2}, opts) * 2;
+  const auto logits = at::randn({n, lq, m, levels * points}, opts);
+  for (const std::int64_t rows : {std::int64_t{1}, n}) {
+    const auto reference = at::rand({rows, lq, levels, 2}, opts);
+    std::vector<double> wh{5, 6, 3, 3};
+    const auto locations = reference.unsqueeze(2).unsqueeze(4) +
+                           offsets / at::tensor(wh, opts).view({1, 1, 1, levels, 1, 2});
+    const auto weights = logits.softmax(-1).view({n, lq, m, levels, points});
+    const auto expected = ms_deform_attn_core_reference(value, shapes, locations, weights);
+    const at::NoGradGuard no_grad;
+    const auto ours = ms_deform_attn_from_offsets(value, shapes, reference, offsets, logits);
+    EXPECT_LT(max_abs_diff(ours, expected), 1e-12) << rows << " reference rows";
+  }
+  EXPECT_THROW((void)ms_deform_attn_from_offsets(value, shapes, at::rand({1, lq, levels, 2}, opts),
+                                                 offsets, logits.narrow(-1, 0, 5)),
+               std::exception);
+}
+
+// bfloat16 (autocast's CPU type, which grid_sample has no CPU kernel for) samples in float32.
+TEST(MsDeformAttnCore, HalfTypesSampleInFloat) {
+  const auto& f = fixture();
+  const auto shapes = shapes_of(f.meta()["core"]["spatial_shapes"]);
+  const auto out = ms_deform_attn_core(f.get("core.value").to(at::kBFloat16), shapes,
+                                       f.get("core.sampling_locations").to(at::kBFloat16),
+                                       f.get("core.attention_weights").to(at::kBFloat16));
+  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+  EXPECT_LT(max_abs_diff(out.to(at::kFloat), f.get("core.output")), 0.1);
+}
+
+TEST(MsDeformAttnCore, RejectsMismatchedShapes) {
+  const SpatialShapes shapes{{2, 2}};
+  const auto value = at::zeros({1, 4, 2, 3});
+  try {
+    (void)ms_deform_attn_core(value, shapes, at::zeros({1, 5, 2, 1, 2, 2}),
+                              at::zeros({1, 5, 2, 1, 3}));
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("do not fit"), std::string::npos) << e.what();
+  }
+  try {
+    (void)ms_deform_attn_core(value, SpatialShapes{{2, 3}}, at::zeros({1, 5, 2, 1, 2, 2}),
+                              at::zeros({1, 5, 2, 1, 2}));
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("cover 6 positions"), std::string::npos) << e.what();
+  }
+}
+
 MSDeformAttn fixture_attention() {
   const auto& m = fixture().meta()["attn"];
   return MSDeformAttn(

@@ -1,6 +1,7 @@
 #include "wico/topdown/mask2former/mask2former.h"
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
@@ -83,10 +84,28 @@ ExtractorOutput with_trunk(const std::vector<at::Tensor>& trunk) {
 
 }  // namespace
 
+at::Tensor Mask2FormerExtractor::trunk_input(const at::Tensor& images) const {
+  const bool channels_last = !is_training() && images.is_cpu() && images.dim() == 4;
+  return channels_last ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+}
+
 ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
-  const std::vector<at::Tensor> trunk = backbone->forward(images);  // res2..res5
-  const PixelDecoderOutput pixels = pixel_decoder->forward(trunk);
-  DecoderPredictions p = predictor->forward(pixels.multi_scale, pixels.mask_features);
+  // Named scopes for the profiler (WICO_BENCH_PROFILE, scripts/profile_summary.py --scope).
+  std::vector<at::Tensor> trunk;
+  {
+    RECORD_FUNCTION("wico::mask2former::trunk", std::vector<c10::IValue>());
+    trunk = backbone->forward(trunk_input(images));  // res2..res5
+  }
+  PixelDecoderOutput pixels;
+  {
+    RECORD_FUNCTION("wico::mask2former::pixel_decoder", std::vector<c10::IValue>());
+    pixels = pixel_decoder->forward(trunk);
+  }
+  DecoderPredictions p;
+  {
+    RECORD_FUNCTION("wico::mask2former::transformer_decoder", std::vector<c10::IValue>());
+    p = predictor->forward(pixels.multi_scale, pixels.mask_features);
+  }
   ExtractorOutput out = with_trunk(trunk);
   out.class_logits = std::move(p.class_logits);
   out.mask_logits = std::move(p.mask_logits);
@@ -111,6 +130,7 @@ std::map<std::string, at::Tensor> Mask2FormerExtractor::loss(const ExtractorOutp
 
 InstanceCandidates Mask2FormerExtractor::detect(const ExtractorOutput& output, std::int64_t top_k,
                                                 std::int64_t height, std::int64_t width) {
+  RECORD_FUNCTION("wico::mask2former::instance_inference", std::vector<c10::IValue>());
   Detections d = detect_instances(output.class_logits, output.mask_logits, top_k, height, width,
                                   options_.instance_inference);
   d.instances.queries = d.query_index;

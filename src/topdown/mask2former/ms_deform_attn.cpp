@@ -1,33 +1,366 @@
 #include "wico/topdown/mask2former/ms_deform_attn.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+#include <torch/autograd.h>
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
 
 #include "wico/core/error.h"
+#include "wico/nn/linear.h"
 
 namespace wico::topdown {
+
+namespace {
+
+void check_core_shapes(const char* who, const at::Tensor& value, const SpatialShapes& shapes,
+                       const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
+  WICO_CHECK(value.dim() == 4 && sampling_locations.dim() == 6 && attention_weights.dim() == 5, who,
+             ": expected value [N, S, M, D], sampling_locations [N, Lq, M, L, P, 2] and "
+             "attention_weights [N, Lq, M, L, P], got ",
+             value.sizes(), ", ", sampling_locations.sizes(), ", ", attention_weights.sizes());
+  const auto n = value.size(0), m = value.size(2), levels = sampling_locations.size(3);
+  WICO_CHECK(sampling_locations.size(0) == n && sampling_locations.size(2) == m &&
+                 sampling_locations.size(5) == 2 &&
+                 attention_weights.sizes() == sampling_locations.sizes().slice(0, 5),
+             who, ": sampling_locations ", sampling_locations.sizes(), " and attention_weights ",
+             attention_weights.sizes(), " do not fit value ", value.sizes());
+  WICO_CHECK(static_cast<std::int64_t>(shapes.size()) == levels, who, ": ", shapes.size(),
+             " spatial shapes for ", levels, " levels");
+  std::int64_t total = 0;
+  for (const auto& [h, w] : shapes) total += h * w;
+  WICO_CHECK(total == value.size(1), who, ": the spatial shapes cover ", total,
+             " positions, value has ", value.size(1));
+}
+
+// The sizes the fused kernels index with.
+struct CoreGeometry {
+  std::int64_t n, s, m, d, lq, levels, points;
+  std::vector<std::int64_t> height, width, start;
+};
+
+CoreGeometry geometry_of(const at::Tensor& value, const SpatialShapes& shapes,
+                         const at::Tensor& locations) {
+  CoreGeometry g{value.size(0),
+                 value.size(1),
+                 value.size(2),
+                 value.size(3),
+                 locations.size(1),
+                 locations.size(3),
+                 locations.size(4),
+                 {},
+                 {},
+                 {}};
+  std::int64_t offset = 0;
+  for (const auto& [h, w] : shapes) {
+    g.height.push_back(h);
+    g.width.push_back(w);
+    g.start.push_back(offset);
+    offset += h * w;
+  }
+  return g;
+}
+
+// One bilinear sample as grid_sample (align_corners=false, zero padding) and the original's
+// CUDA kernel take it: pixel coordinates loc * size - 0.5, the four neighbours' weights, each
+// neighbour outside the map read as zero. Calls visit(row, col, weight, d_weight/dx, d_weight/dy)
+// for the neighbours inside; false when the point is too far out to touch any.
+template <typename T, typename Visit>
+inline bool for_each_neighbour(T loc_x, T loc_y, std::int64_t h, std::int64_t w, Visit&& visit) {
+  const T x = loc_x * static_cast<T>(w) - T(0.5), y = loc_y * static_cast<T>(h) - T(0.5);
+  if (!(x > T(-1) && y > T(-1) && x < static_cast<T>(w) && y < static_cast<T>(h))) return false;
+  const T fx = std::floor(x), fy = std::floor(y);
+  const auto x0 = static_cast<std::int64_t>(fx), y0 = static_cast<std::int64_t>(fy);
+  const T lx = x - fx, ly = y - fy, hx = T(1) - lx, hy = T(1) - ly;
+  const bool left = x0 >= 0, right = x0 + 1 < w, top = y0 >= 0, bottom = y0 + 1 < h;
+  if (top && left) visit(y0, x0, hy * hx, -hy, -hx);
+  if (top && right) visit(y0, x0 + 1, hy * lx, hy, -lx);
+  if (bottom && left) visit(y0 + 1, x0, ly * hx, -ly, hx);
+  if (bottom && right) visit(y0 + 1, x0 + 1, ly * lx, ly, lx);
+  return true;
+}
+
+// o[:] = sum over levels and points of att * bilinear sample of value[n, :, m, :] at loc: one
+// pass over the samples reading each neighbour's D channels where they lie (channels last),
+// instead of a grid_sample per level over a [N*M, D, H, W] copy and a weighted sum after it.
+// (Measured at paper size: the gathers' memory latency bounds it; running one head at a time for
+// cache locality, fixing D at compile time or compiling for AVX2/AVX-512 gained nothing.)
+template <typename T>
+inline void sample_head(const CoreGeometry& g, const T* value, std::int64_t n, std::int64_t m,
+                        const T* loc, const T* att, T* o) {
+  std::fill(o, o + g.d, T(0));
+  for (std::int64_t l = 0; l < g.levels; ++l) {
+    const std::int64_t h = g.height[l], w = g.width[l];
+    const T* base = value + ((n * g.s + g.start[l]) * g.m + m) * g.d;
+    for (std::int64_t p = 0; p < g.points; ++p) {
+      const std::int64_t i = l * g.points + p;
+      const T a = att[i];
+      for_each_neighbour(loc[2 * i], loc[2 * i + 1], h, w,
+                         [&](std::int64_t r, std::int64_t c, T bw, T, T) {
+                           const T* v = base + (r * w + c) * g.m * g.d;
+                           const T k = a * bw;
+                           for (std::int64_t j = 0; j < g.d; ++j) o[j] += k * v[j];
+                         });
+    }
+  }
+}
+
+// out[n, q, m, :] for every image, query and head from sampling locations and weights.
+template <typename T>
+void deform_forward(const CoreGeometry& g, const T* value, const T* locations, const T* weights,
+                    T* out) {
+  const std::int64_t samples = g.levels * g.points;
+  at::parallel_for(0, g.n * g.lq, 16, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t nq = begin; nq < end; ++nq) {
+      for (std::int64_t m = 0; m < g.m; ++m) {
+        const std::int64_t head = nq * g.m + m;
+        sample_head(g, value, nq / g.lq, m, locations + head * samples * 2,
+                    weights + head * samples, out + head * g.d);
+      }
+    }
+  });
+}
+
+// The same from the layer's raw outputs: each head's weights the softmax of its L * P logits, its
+// locations the query's reference point plus the offsets in pixels of each level, both made
+// per head in a few registers' worth of scratch instead of [N, Lq, M, L, P] tensors.
+// reference [N or 1, Lq, L, 2] (rows = 1: shared by the images).
+template <typename T>
+void deform_forward_from_offsets(const CoreGeometry& g, const T* value, const T* reference,
+                                 std::int64_t reference_rows, const T* offsets, const T* logits,
+                                 T* out) {
+  const std::int64_t samples = g.levels * g.points;
+  at::parallel_for(0, g.n * g.lq, 16, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<T> loc(static_cast<std::size_t>(samples * 2)),
+        att(static_cast<std::size_t>(samples));
+    for (std::int64_t nq = begin; nq < end; ++nq) {
+      const std::int64_t n = nq / g.lq, q = nq % g.lq;
+      const T* ref = reference + ((reference_rows == 1 ? 0 : n) * g.lq + q) * g.levels * 2;
+      for (std::int64_t m = 0; m < g.m; ++m) {
+        const std::int64_t head = nq * g.m + m;
+        const T* z = logits + head * samples;
+        const T top = *std::max_element(z, z + samples);
+        T total = 0;
+        for (std::int64_t i = 0; i < samples; ++i) total += att[i] = std::exp(z[i] - top);
+        for (std::int64_t i = 0; i < samples; ++i) att[i] /= total;
+        const T* off = offsets + head * samples * 2;
+        for (std::int64_t l = 0; l < g.levels; ++l) {
+          const T w = static_cast<T>(g.width[l]), h = static_cast<T>(g.height[l]);
+          for (std::int64_t p = 0; p < g.points; ++p) {
+            const std::int64_t i = l * g.points + p;
+            loc[2 * i] = ref[2 * l] + off[2 * i] / w;
+            loc[2 * i + 1] = ref[2 * l + 1] + off[2 * i + 1] / h;
+          }
+        }
+        sample_head(g, value, n, m, loc.data(), att.data(), out + head * g.d);
+      }
+    }
+  });
+}
+
+// The gradients of deform_forward. Work is split by (image, head): a head's value slice is
+// written by that head's samples only, so the scatter into grad_value needs no atomics.
+template <typename T>
+void deform_backward(const CoreGeometry& g, const T* value, const T* locations, const T* weights,
+                     const T* grad_out, T* grad_value, T* grad_locations, T* grad_weights) {
+  const std::int64_t samples = g.levels * g.points;
+  at::parallel_for(0, g.n * g.m, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t nm = begin; nm < end; ++nm) {
+      const std::int64_t n = nm / g.m, m = nm % g.m;
+      for (std::int64_t q = 0; q < g.lq; ++q) {
+        const std::int64_t head = (n * g.lq + q) * g.m + m;
+        const T* go = grad_out + head * g.d;
+        const T* loc = locations + head * samples * 2;
+        const T* att = weights + head * samples;
+        T* gloc = grad_locations + head * samples * 2;
+        T* gatt = grad_weights + head * samples;
+        for (std::int64_t l = 0; l < g.levels; ++l) {
+          const std::int64_t h = g.height[l], w = g.width[l];
+          const std::int64_t offset = ((n * g.s + g.start[l]) * g.m + m) * g.d;
+          for (std::int64_t p = 0; p < g.points; ++p) {
+            const std::int64_t i = l * g.points + p;
+            const T a = att[i];
+            T sampled_dot = 0, d_dx = 0, d_dy = 0;  // <grad, sample> and its x, y derivatives
+            for_each_neighbour(loc[2 * i], loc[2 * i + 1], h, w,
+                               [&](std::int64_t r, std::int64_t c, T bw, T dbw_dx, T dbw_dy) {
+                                 const std::int64_t at_cell = offset + (r * w + c) * g.m * g.d;
+                                 const T* v = value + at_cell;
+                                 T* gv = grad_value + at_cell;
+                                 const T k = a * bw;
+                                 T dot = 0;
+                                 for (std::int64_t j = 0; j < g.d; ++j) {
+                                   dot += go[j] * v[j];
+                                   gv[j] += k * go[j];
+                                 }
+                                 sampled_dot += bw * dot;
+                                 d_dx += dbw_dx * dot;
+                                 d_dy += dbw_dy * dot;
+                               });
+            gatt[i] = sampled_dot;
+            gloc[2 * i] = a * d_dx * static_cast<T>(w);
+            gloc[2 * i + 1] = a * d_dy * static_cast<T>(h);
+          }
+        }
+      }
+    }
+  });
+}
+
+SpatialShapes shapes_from(const std::vector<std::int64_t>& flat) {
+  SpatialShapes shapes;
+  for (std::size_t i = 0; i + 1 < flat.size(); i += 2) shapes.push_back({flat[i], flat[i + 1]});
+  return shapes;
+}
+
+at::Tensor fused_forward(const at::Tensor& value, const SpatialShapes& shapes,
+                         const at::Tensor& locations, const at::Tensor& weights) {
+  const CoreGeometry g = geometry_of(value, shapes, locations);
+  at::Tensor out = at::empty({g.n, g.lq, g.m * g.d}, value.options());
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward", [&] {
+    deform_forward<scalar_t>(g, value.data_ptr<scalar_t>(), locations.data_ptr<scalar_t>(),
+                             weights.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+// Autograd for the fused kernels (the values, locations and weights all get gradients).
+struct FusedDeformAttn : torch::autograd::Function<FusedDeformAttn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& value,
+                            const at::Tensor& locations, const at::Tensor& weights,
+                            const std::vector<std::int64_t>& flat_shapes) {
+    ctx->save_for_backward({value, locations, weights});
+    ctx->saved_data["shapes"] = flat_shapes;
+    return fused_forward(value, shapes_from(flat_shapes), locations, weights);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &value = saved[0], &locations = saved[1], &weights = saved[2];
+    const SpatialShapes shapes = shapes_from(ctx->saved_data["shapes"].toIntVector());
+    const CoreGeometry g = geometry_of(value, shapes, locations);
+    const at::Tensor grad_out = grads[0].contiguous();
+    at::Tensor grad_value = at::zeros_like(value);
+    at::Tensor grad_locations = at::empty_like(locations);
+    at::Tensor grad_weights = at::empty_like(weights);
+    AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward", [&] {
+      deform_backward<scalar_t>(g, value.data_ptr<scalar_t>(), locations.data_ptr<scalar_t>(),
+                                weights.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
+                                grad_value.data_ptr<scalar_t>(),
+                                grad_locations.data_ptr<scalar_t>(),
+                                grad_weights.data_ptr<scalar_t>());
+    });
+    return {grad_value, grad_locations, grad_weights, at::Tensor()};
+  }
+};
+
+}  // namespace
 
 at::Tensor ms_deform_attn_core(const at::Tensor& value, const SpatialShapes& shapes,
                                const at::Tensor& sampling_locations,
                                const at::Tensor& attention_weights) {
-  WICO_CHECK(value.dim() == 4 && sampling_locations.dim() == 6 && attention_weights.dim() == 5,
-             "ms_deform_attn_core: expected value [N, S, M, D], sampling_locations [N, Lq, M, L, P,"
-             " 2] and attention_weights [N, Lq, M, L, P], got ",
-             value.sizes(), ", ", sampling_locations.sizes(), ", ", attention_weights.sizes());
+  check_core_shapes("ms_deform_attn_core", value, shapes, sampling_locations, attention_weights);
+  RECORD_FUNCTION("wico::ms_deform_attn_core", std::vector<c10::IValue>());
+  const bool on_cpu = value.device().is_cpu() && sampling_locations.device().is_cpu() &&
+                      attention_weights.device().is_cpu();
+  if (!on_cpu) {
+    return ms_deform_attn_core_reference(value, shapes, sampling_locations, attention_weights);
+  }
+  const auto type = value.scalar_type();
+  if (type != at::kFloat && type != at::kDouble) {
+    // Half types (grid_sample has no CPU kernel for them) sample in float32.
+    return ms_deform_attn_core(value.to(at::kFloat), shapes, sampling_locations.to(at::kFloat),
+                               attention_weights.to(at::kFloat))
+        .to(type);
+  }
+  const at::Tensor v = value.contiguous(), loc = sampling_locations.to(type).contiguous(),
+                   att = attention_weights.to(type).contiguous();
+  const bool needs_grad = at::GradMode::is_enabled() &&
+                          (v.requires_grad() || loc.requires_grad() || att.requires_grad());
+  if (!needs_grad) return fused_forward(v, shapes, loc, att);
+  std::vector<std::int64_t> flat;
+  for (const auto& [h, w] : shapes) {
+    flat.push_back(h);
+    flat.push_back(w);
+  }
+  return FusedDeformAttn::apply(v, loc, att, flat);
+}
+
+at::Tensor ms_deform_attn_from_offsets(const at::Tensor& value, const SpatialShapes& shapes,
+                                       const at::Tensor& reference_points,
+                                       const at::Tensor& offsets,
+                                       const at::Tensor& attention_logits) {
+  WICO_CHECK(offsets.dim() == 6 && attention_logits.dim() == 4 && reference_points.dim() == 4 &&
+                 reference_points.size(-1) == 2,
+             "ms_deform_attn_from_offsets: expected offsets [N, Lq, M, L, P, 2], attention logits "
+             "[N, Lq, M, L*P] and reference points [N or 1, Lq, L, 2], got ",
+             offsets.sizes(), ", ", attention_logits.sizes(), " and ", reference_points.sizes());
+  const auto n = offsets.size(0), lq = offsets.size(1), m = offsets.size(2),
+             levels = offsets.size(3), points = offsets.size(4);
+  WICO_CHECK(attention_logits.sizes() == at::IntArrayRef({n, lq, m, levels * points}) &&
+                 (reference_points.size(0) == 1 || reference_points.size(0) == n) &&
+                 reference_points.size(1) == lq && reference_points.size(2) == levels,
+             "ms_deform_attn_from_offsets: attention logits ", attention_logits.sizes(),
+             " and reference points ", reference_points.sizes(), " do not fit offsets ",
+             offsets.sizes());
+  std::int64_t total = 0;
+  for (const auto& [h, w] : shapes) total += h * w;
+  WICO_CHECK(value.dim() == 4 && value.size(0) == n && value.size(2) == m &&
+                 value.size(1) == total && static_cast<std::int64_t>(shapes.size()) == levels,
+             "ms_deform_attn_from_offsets: value ", value.sizes(), " and ", shapes.size(),
+             " spatial shapes covering ", total, " positions do not fit offsets ", offsets.sizes());
+  const auto type = value.scalar_type();
+  const bool fused = value.device().is_cpu() && (type == at::kFloat || type == at::kDouble) &&
+                     offsets.device().is_cpu() && attention_logits.device().is_cpu() &&
+                     reference_points.device().is_cpu() &&
+                     !(at::GradMode::is_enabled() &&
+                       (value.requires_grad() || offsets.requires_grad() ||
+                        attention_logits.requires_grad() || reference_points.requires_grad()));
+  if (!fused) {
+    // The layer's own steps as tensor operations (and autograd).
+    const auto weights = attention_logits.softmax(-1).view({n, lq, m, levels, points});
+    std::vector<double> wh;
+    for (const auto& [h, w] : shapes) {
+      wh.push_back(static_cast<double>(w));
+      wh.push_back(static_cast<double>(h));
+    }
+    const auto normalizer = at::tensor(wh, offsets.options()).view({1, 1, 1, levels, 1, 2});
+    const auto locations = reference_points.unsqueeze(2).unsqueeze(4) + offsets / normalizer;
+    return ms_deform_attn_core(value, shapes, locations, weights);
+  }
+  RECORD_FUNCTION("wico::ms_deform_attn_core", std::vector<c10::IValue>());
+  const at::Tensor v = value.contiguous(), ref = reference_points.to(type).contiguous(),
+                   off = offsets.to(type).contiguous(),
+                   logits = attention_logits.to(type).contiguous();
+  const CoreGeometry g = geometry_of(v, shapes, off);
+  at::Tensor out = at::empty({n, lq, m * v.size(3)}, v.options());
+  AT_DISPATCH_FLOATING_TYPES(type, "ms_deform_attn_from_offsets", [&] {
+    deform_forward_from_offsets<scalar_t>(g, v.data_ptr<scalar_t>(), ref.data_ptr<scalar_t>(),
+                                          ref.size(0), off.data_ptr<scalar_t>(),
+                                          logits.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+at::Tensor ms_deform_attn_core_reference(const at::Tensor& value, const SpatialShapes& shapes,
+                                         const at::Tensor& sampling_locations,
+                                         const at::Tensor& attention_weights) {
+  check_core_shapes("ms_deform_attn_core_reference", value, shapes, sampling_locations,
+                    attention_weights);
   const auto n = value.size(0), m = value.size(2), d = value.size(3);
   const auto lq = sampling_locations.size(1), levels = sampling_locations.size(3),
              points = sampling_locations.size(4);
   std::vector<std::int64_t> sizes;
   for (const auto& [h, w] : shapes) sizes.push_back(h * w);
-  WICO_CHECK(static_cast<std::int64_t>(shapes.size()) == levels,
-             "ms_deform_attn_core: ", shapes.size(), " spatial shapes for ", levels, " levels");
-  const auto value_list = value.split_with_sizes(sizes, 1);  // checks that they sum to S
-  const auto grids = sampling_locations * 2 - 1;             // grid_sample's [-1, 1]
+  const auto value_list = value.split_with_sizes(sizes, 1);
+  const auto grids = sampling_locations * 2 - 1;  // grid_sample's [-1, 1]
   // [N, Lq, M, L, P] -> [N*M, 1, Lq, L, P]
   const auto weights = attention_weights.transpose(1, 2).reshape({n * m, 1, lq, levels, points});
   at::Tensor out;  // [N*M, D, Lq]
@@ -115,13 +448,32 @@ at::Tensor MSDeformAttnImpl::forward(const at::Tensor& query, const at::Tensor& 
              ", 2 or 4], got ", reference_points.sizes());
 
   const auto n = query.size(0), lq = query.size(1), s = input_flatten.size(1);
-  auto value = value_proj->forward(input_flatten);
+  auto value = nn::linear(input_flatten, value_proj);
   if (padding_mask.defined()) value = value.masked_fill(padding_mask.unsqueeze(-1), 0.0);
   value = value.view({n, s, o.n_heads, o.d_model / o.n_heads});
-  const auto offsets =
-      sampling_offsets->forward(query).view({n, lq, o.n_heads, o.n_levels, o.n_points, 2});
-  const auto weights = attention_weights->forward(query)
-                           .view({n, lq, o.n_heads, o.n_levels * o.n_points})
+  // Offsets and attention logits from the same query: in inference one product over both
+  // layers' weights (small products run below the BLAS's rate), split after.
+  at::Tensor offsets_flat, logits_flat;
+  const std::int64_t samples = o.n_heads * o.n_levels * o.n_points;
+  if (!at::GradMode::is_enabled()) {
+    const auto both =
+        nn::linear(query, at::cat({sampling_offsets->weight, attention_weights->weight}),
+                   at::cat({sampling_offsets->bias, attention_weights->bias}));
+    offsets_flat = both.narrow(-1, 0, samples * 2);
+    logits_flat = both.narrow(-1, samples * 2, samples);
+  } else {
+    offsets_flat = nn::linear(query, sampling_offsets);
+    logits_flat = nn::linear(query, attention_weights);
+  }
+  const auto offsets = offsets_flat.reshape({n, lq, o.n_heads, o.n_levels, o.n_points, 2});
+  if (ref_dim == 2 && !at::GradMode::is_enabled()) {
+    // Inference: softmax, locations and sampling in one pass.
+    return nn::linear(
+        ms_deform_attn_from_offsets(value, shapes, reference_points, offsets,
+                                    logits_flat.reshape({n, lq, o.n_heads, samples / o.n_heads})),
+        output_proj);
+  }
+  const auto weights = logits_flat.reshape({n, lq, o.n_heads, o.n_levels * o.n_points})
                            .softmax(-1)
                            .view({n, lq, o.n_heads, o.n_levels, o.n_points});
   // reference_points[:, :, None, :, None, :]
@@ -140,7 +492,7 @@ at::Tensor MSDeformAttnImpl::forward(const at::Tensor& query, const at::Tensor& 
     locations = ref.narrow(-1, 0, 2) +
                 offsets / static_cast<double>(o.n_points) * ref.narrow(-1, 2, 2) * 0.5;
   }
-  return output_proj->forward(ms_deform_attn_core(value, shapes, locations, weights));
+  return nn::linear(ms_deform_attn_core(value, shapes, locations, weights), output_proj);
 }
 
 }  // namespace wico::topdown

@@ -11,17 +11,33 @@
 
 #include "wico/core/error.h"
 #include "wico/nn/autocast.h"
+#include "wico/nn/linear.h"
 
 namespace wico::topdown {
 
 namespace {
 
-// A 1x1 convolution as a batched matrix product: x [B, in, H, W] -> [B, out, H, W]. oneDNN's
+// A 1x1 convolution as a matrix product per image: x [B, in, H, W] -> [B, out, H, W]. oneDNN's
 // backward of small convolutions has given nondeterministic or NaN gradients on this CPU build.
+// (at::matmul of the [out, in] weight and [B, in, HW] computes the transposed product and copies
+// it back: at the 1/4 scale that transpose cost twice the product.)
+// A channels-last input (inference, docs/performance.md) is one product over its [B*H*W, in]
+// rows and stays channels-last.
 at::Tensor conv1x1(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const auto b = x.size(0), h = x.size(2), w = x.size(3);
-  auto y = at::matmul(weight.flatten(1), x.flatten(2));  // [B, out, HW]
-  if (bias.defined()) y = y + bias.view({-1, 1});
+  const auto w2 = weight.flatten(1);  // [out, in]
+  if (!x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    return nn::linear(x.permute({0, 2, 3, 1}), w2, bias).permute({0, 3, 1, 2});
+  }
+  const auto flat = x.contiguous().flatten(2);  // [B, in, HW]
+  at::Tensor y;
+  if (b == 1) {
+    y = bias.defined() ? at::addmm(bias.view({-1, 1}), w2, flat[0]) : at::mm(w2, flat[0]);
+    y = y.unsqueeze(0);
+  } else {
+    const auto batched = w2.unsqueeze(0).expand({b, w2.size(0), w2.size(1)});
+    y = bias.defined() ? at::baddbmm(bias.view({1, -1, 1}), batched, flat) : at::bmm(batched, flat);
+  }
   return y.view({b, -1, h, w});
 }
 
@@ -132,8 +148,8 @@ at::Tensor MSDeformAttnEncoderLayerImpl::forward(const at::Tensor& src, const at
   const auto query = pos.defined() ? src + pos : src;
   auto attended = self_attn->forward(query, reference_points, src, shapes, padding_mask);
   auto x = norm1->forward(src + at::dropout(attended, dropout_, train));
-  auto hidden = at::dropout(linear1->forward(x).relu(), dropout_, train);
-  return norm2->forward(x + at::dropout(linear2->forward(hidden), dropout_, train));
+  auto hidden = at::dropout(nn::linear(x, linear1).relu_(), dropout_, train);
+  return norm2->forward(x + at::dropout(nn::linear(hidden, linear2), dropout_, train));
 }
 
 MSDeformAttnEncoderImpl::MSDeformAttnEncoderImpl(std::int64_t num_layers, std::int64_t d_model,
@@ -310,8 +326,12 @@ PixelDecoderOutput MSDeformAttnPixelDecoderImpl::forward(const std::vector<at::T
   std::vector<at::Tensor> out;
   std::int64_t start = 0;
   for (const auto& [h, w] : shapes) {
+    // A channels-last view of the encoder's output: the transformer decoder flattens it back to
+    // [B, HW, C] for free. (Through view and permute: a reshape of the transposed slice gives
+    // the batch a stride that suggest_memory_format does not take for channels-last, and the
+    // upsampling below then converts it.)
     out.push_back(
-        memory.narrow(1, start, h * w).transpose(1, 2).reshape({batch, o.conv_dim, h, w}));
+        memory.narrow(1, start, h * w).view({batch, h, w, o.conv_dim}).permute({0, 3, 1, 2}));
     start += h * w;
   }
   // FPN on the finer inputs, coarsest first; bilinear upsampling as the original (its comment
@@ -319,7 +339,10 @@ PixelDecoderOutput MSDeformAttnPixelDecoderImpl::forward(const std::vector<at::T
   for (std::size_t k = 0; k < lateral_convs.size(); ++k) {
     const auto x = features[n - levels - 1 - static_cast<std::int64_t>(k)].to(at::kFloat);
     const auto lateral = lateral_convs[k]->forward(x);
-    const auto up = at::upsample_bilinear2d(out.back(), {lateral.size(2), lateral.size(3)},
+    // Upsampled in the lateral's layout (NCHW in training; channels-last in inference, where
+    // the encoder's output view already is): mixed layouts convert at the 1/4 scale.
+    const auto up = at::upsample_bilinear2d(out.back().contiguous(lateral.suggest_memory_format()),
+                                            {lateral.size(2), lateral.size(3)},
                                             /*align_corners=*/false);
     out.push_back(output_convs[k]->forward(lateral + up));
   }

@@ -27,8 +27,9 @@ enum class InstanceInference { kOriginal, kPerQuery };
 InstanceInference parse_instance_inference(const std::string& name);  // throws ConfigError
 
 struct Detections {
-  // masks [B, k, height, width] sigmoid probabilities, boxes from them binarised at 0.5
-  // (boxes_of_masks), classes [B, k] int64, valid [B, k] all true, scores [B, k] (kPerQuery:
+  // masks [B, k, height, width] sigmoid probabilities, boxes [B, k, 4] of the binarised masks
+  // (logit > 0, the original's pred_masks; normalised x1, y1, x2, y2 as boxes_of_masks; 0 when
+  // empty), classes [B, k] int64, valid [B, k] all true, scores [B, k] (kPerQuery:
   // descending; kOriginal: in the order of the class probabilities); k = min(top_k, Q x K)
   // (kOriginal) or min(top_k, Q) (kPerQuery).
   InstanceCandidates instances;

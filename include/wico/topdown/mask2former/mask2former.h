@@ -49,6 +49,10 @@ class Mask2FormerExtractor : public InstanceExtractor, public io::PretrainedWeig
   ExtractorOutput trunk_features(const at::Tensor& images) override;
   std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
                                          const InstanceCandidates& targets) override;
+  // The images as the trunk takes them: in inference on the CPU channels-last, which oneDNN's
+  // convolutions, the pixel decoder's GroupNorms, upsampling and 1x1 products all run faster in
+  // (the layout carries through to the transformer decoder; docs/performance.md); else as given.
+  at::Tensor trunk_input(const at::Tensor& images) const;
   InstanceCandidates detect(const ExtractorOutput& output, std::int64_t top_k,
                             std::int64_t height, std::int64_t width) override;
   const Mask2FormerOptions& options() const { return options_; }

@@ -1,9 +1,10 @@
 // Multi-scale deformable attention (Zhu et al., Deformable DETR, ICLR 2021) as Mask2Former's
-// ops/modules/ms_deform_attn.py, with the sampling written as the original's PyTorch reference
-// (ms_deform_attn_core_pytorch: one bilinear grid_sample per level, zero padding,
-// align_corners=false; the weighted sums accumulated level by level) instead of its CUDA kernel,
-// so it runs on CPU and CUDA alike. On CPU the grid sampling is about a third of the paper-size
-// pixel decoder's forward time, the matrix products another quarter.
+// ops/modules/ms_deform_attn.py. The sampling core runs on CPU as one fused pass over the
+// samples (forward and backward, the original CUDA kernel's algorithm: each neighbour's channels
+// read where they lie, no per-level copies; half types computed in float32); on other devices
+// as the original's PyTorch reference ms_deform_attn_core_pytorch (one bilinear grid_sample per
+// level, zero padding, align_corners=false). Both give the same numbers (tested
+// against each other and against the original's reference).
 //
 // Parameter names are the original's: sampling_offsets.{weight,bias}, attention_weights.*,
 // value_proj.*, output_proj.*.
@@ -31,6 +32,21 @@ using SpatialShapes = std::vector<std::array<std::int64_t, 2>>;
 at::Tensor ms_deform_attn_core(const at::Tensor& value, const SpatialShapes& shapes,
                                const at::Tensor& sampling_locations,
                                const at::Tensor& attention_weights);
+// The layer's inference step from its raw outputs, as one pass on the CPU: each head's weights
+// the softmax of its L*P attention logits, its locations reference + offsets / (W_l, H_l), then
+// the core above. value [N, S, M, D], reference_points [N or 1, Lq, L, 2] as (x, y) in [0, 1],
+// offsets [N, Lq, M, L, P, 2] in pixels of each level, attention_logits [N, Lq, M, L*P] ->
+// [N, Lq, M*D]. With gradients, or off the CPU, or in half types: those steps as tensor
+// operations (the same numbers).
+at::Tensor ms_deform_attn_from_offsets(const at::Tensor& value, const SpatialShapes& shapes,
+                                      const at::Tensor& reference_points,
+                                      const at::Tensor& offsets,
+                                      const at::Tensor& attention_logits);
+// The same through grid_sample, as the original's ms_deform_attn_core_pytorch (any device and
+// floating type grid_sample takes there); what ms_deform_attn_core runs off the CPU.
+at::Tensor ms_deform_attn_core_reference(const at::Tensor& value, const SpatialShapes& shapes,
+                                         const at::Tensor& sampling_locations,
+                                         const at::Tensor& attention_weights);
 
 struct MSDeformAttnOptions {
   std::int64_t d_model = 256;
