@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -16,6 +17,8 @@ namespace {
 constexpr std::size_t kAlignment = 64;  // LibTorch's own CPU alignment
 // Above LibTorch's default allocator (priority 0) and whatever a library registers at start-up.
 constexpr std::uint8_t kPriority = 100;
+// A request may take a cached block up to this much larger than its own size class.
+constexpr double kReuseSlack = 1.25;
 
 std::size_t round_up(std::size_t n, std::size_t multiple) {
   return (n + multiple - 1) / multiple * multiple;
@@ -25,19 +28,24 @@ class CachingCpuAllocator final : public c10::Allocator {
  public:
   c10::DataPtr allocate(std::size_t n) const override {
     if (n < kMinCachedBytes) return previous_->allocate(n);
-    const std::size_t size = cpu_cache_size_class(n);
+    std::size_t size = cpu_cache_size_class(n);
     void* block = nullptr;
     {
+      // The smallest cached block of this class or up to kReuseSlack larger (inputs whose size
+      // varies from batch to batch, e.g. aspect-preserving resizes, then still reuse blocks).
       const std::lock_guard<std::mutex> lock(mutex_);
-      auto bin = free_.find(size);
-      if (bin != free_.end() && !bin->second.empty()) {
+      for (auto bin = free_.lower_bound(size);
+           bin != free_.end() && static_cast<double>(bin->first) <=
+                                     kReuseSlack * static_cast<double>(size);
+           ++bin) {
+        if (bin->second.empty()) continue;
         block = bin->second.back();
         bin->second.pop_back();
+        size = bin->first;
         cached_ -= size;
-        ++hits_;
-      } else {
-        ++misses_;
+        break;
       }
+      ++(block ? hits_ : misses_);
     }
     if (!block) block = from_system(size);
     {
@@ -139,12 +147,8 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
   void* take_largest() {  // with mutex_ held and cached_ > 0
-    auto largest = free_.end();
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (!it->second.empty() && (largest == free_.end() || it->first > largest->first)) {
-        largest = it;
-      }
-    }
+    auto largest = free_.rbegin();
+    while (largest->second.empty()) ++largest;
     void* block = largest->second.back();
     largest->second.pop_back();
     cached_ -= largest->first;
@@ -155,7 +159,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   c10::Allocator* previous_;
   bool installed_ = false;
   std::size_t limit_ = 0;
-  mutable std::unordered_map<std::size_t, std::vector<void*>> free_;  // size class -> blocks
+  mutable std::map<std::size_t, std::vector<void*>> free_;  // block size -> blocks, ascending
   mutable std::unordered_map<void*, std::size_t> live_;               // handed out -> size
   mutable std::size_t cached_ = 0, in_use_ = 0;
   mutable std::uint64_t hits_ = 0, misses_ = 0;

@@ -71,6 +71,25 @@ TEST_F(CpuTensorCache, ReusesAReleasedBlockOfTheSameClass) {
   EXPECT_DOUBLE_EQ(x.sum().item<double>(), 0.5 * (1 << 20) * ((1 << 20) - 1));
 }
 
+// A request takes a cached block of a larger class when it is at most 1.25x its own (batches
+// whose sizes vary a little reuse memory), and not a much larger one.
+TEST_F(CpuTensorCache, ReusesASlightlyLargerBlockButNotAMuchLargerOne) {
+  set_cpu_tensor_cache(64 * kMb);
+  std::uintptr_t big = 0;
+  {
+    const at::Tensor a = at::empty({1 << 20});  // 4 MB
+    big = address(a);
+  }
+  {
+    const at::Tensor b = at::empty({900000});  // 3.6 MB: class 3.75 MB, the 4 MB block fits
+    EXPECT_EQ(address(b), big);
+    EXPECT_EQ(cpu_tensor_cache_stats().in_use_bytes, 4 * kMb) << "accounted as the block it got";
+  }
+  const at::Tensor c = at::empty({1 << 18});  // 1 MB: the 4 MB block is too large
+  EXPECT_NE(address(c), big);
+  EXPECT_EQ(cpu_tensor_cache_stats().cached_bytes, 4 * kMb);
+}
+
 TEST_F(CpuTensorCache, SmallTensorsStayWithLibTorchsAllocator) {
   set_cpu_tensor_cache(64 * kMb);
   const auto before = cpu_tensor_cache_stats();

@@ -5,11 +5,12 @@
 // activations fault in new, kernel-zeroed pages: at paper size one top-down forward touches about
 // 1.5 GB that way and spent more time in page faults than in some of its layers (docs/
 // performance.md). This allocator keeps released blocks of at least kMinCachedBytes in size-class
-// bins and returns them to the next request of the same class, as PyTorch's CUDA caching allocator
-// does for device memory. Smaller tensors go to the allocator that was installed before.
+// bins and hands the smallest one of the request's class or up to 1.25x larger to the next
+// request, as PyTorch's CUDA caching allocator does for device memory. Smaller tensors go to the allocator that was installed before.
 //
 // The cache holds at most `limit` bytes of released blocks; a block that would exceed it goes back
-// to the system. Memory in use is never limited here.
+// to the system (and lowering the limit frees the largest first). Memory in use is never limited
+// here.
 #pragma once
 
 #include <cstddef>
