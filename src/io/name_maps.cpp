@@ -196,6 +196,18 @@ std::vector<NameMap> builtin_maps() {
   }
   {
     NameMap m;
+    m.name = "openai_clip";
+    m.description = "OpenAI CLIP ResNet archive (RN50.pt / RN101.pt, TorchScript, float16) -> our "
+                    "CLIP backbone (CRIS's connect residual stays random, as in CRIS)";
+    m.sections = {"state_dict.", ""};
+    m.strip_common = {"module."};
+    drop(m, "^(input_resolution|context_length|vocab_size)$", "CLIP's configuration scalars");
+    m.expected_missing.emplace_back("^visual\\.attnpool\\.connect\\.");
+    m.ignored_unexpected.emplace_back("num_batches_tracked$");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
     m.name = "mask2former";
     m.description = "Mask2Former model zoo (model_final_*.pkl: backbone.*, sem_seg_head.*) -> our "
                     "Mask2Former extractor";
