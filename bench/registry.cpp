@@ -10,6 +10,7 @@ nlohmann::json bench_train(const BenchContext& ctx);
 nlohmann::json bench_eval(const BenchContext& ctx);
 nlohmann::json bench_swin(const BenchContext& ctx);
 nlohmann::json bench_lavt(const BenchContext& ctx);
+nlohmann::json bench_cris(const BenchContext& ctx);
 nlohmann::json bench_wico(const BenchContext& ctx);
 nlohmann::json bench_resnet(const BenchContext& ctx);
 nlohmann::json bench_topdown(const BenchContext& ctx);
@@ -30,6 +31,9 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
                "Swin-B/12 forward at 480x480 vs python3-torchvision's, and vs the GEMM rate");
   registry.add("lavt", bench_lavt,
                "paper-size LAVT forward at 480x480: time, peak memory, FLOP rate vs the GEMM rate");
+  registry.add("cris", bench_cris,
+               "paper-size CRIS R50 forward at 416x416: time, peak memory, FLOP rate vs the GEMM "
+               "rate");
   registry.add("wico", bench_wico,
                "paper-size WiCo (LAVT + Mask2Former/MAttNet): CFI + GSI's cost vs the two branches");
   registry.add("resnet", bench_resnet,

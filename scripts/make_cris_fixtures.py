@@ -9,9 +9,9 @@ channels), text width 32 with 4 heads and 2 layers, word_dim 32, FPN in [64, 128
 [16, 32, 64], a decoder of 2 layers (d_model 32 = the text width, 4 heads, FFN 64), a projector
 of in_dim 16. Random weights with a fixed seed (every batch norm's affine and statistics random),
 eval mode, a 96x96 batch of 2 whose token sequences end in id-0 padding (the decoder's key padding
-mask). Written: the state dict in CRIS's names (backbone.*, neck.*, decoder.*, proj.*;
-num_batches_tracked left out), the inputs, and the neck, decoder, projector-feature and logit
-outputs; meta: the configuration.
+mask). Written: cris_checkpoint.pth, the weights as CRIS's train.py saves them (module.backbone.*,
+module.neck.*, ... under 'state_dict', with its training state beside), and cris.bin/.json with
+the inputs and the neck, decoder, projector-feature and logit outputs; meta: the configuration.
 """
 import importlib.util
 import os
@@ -75,9 +75,15 @@ def main():
     def put(name, t):
         tensors[name] = t.detach().to(torch.float32).contiguous().clone()
 
-    for name, t in model.state_dict().items():
-        if not name.endswith('num_batches_tracked'):
-            put('weights.' + name, t)
+    # The weights as CRIS's train.py saves them (a DDP model's state dict under 'state_dict',
+    # with the epoch, IoUs, precisions, optimiser and scheduler states beside it).
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[35], gamma=0.1)
+    torch.save({'epoch': 3, 'cur_iou': 0.25, 'best_iou': 0.25,
+                'prec': {'Pr@50': 0.1, 'Pr@60': 0.05},
+                'state_dict': {'module.' + k: v for k, v in model.state_dict().items()},
+                'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict()},
+               os.path.join(OUT, 'cris_checkpoint.pth'))
     images = torch.randn(meta['batch'], 3, meta['image_size'], meta['image_size'])
     tokens = torch.tensor([[98, 5, 17, 42, 99, 0, 0, 0, 0],
                            [98, 7, 7, 63, 81, 12, 30, 44, 99]])

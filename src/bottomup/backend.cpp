@@ -25,10 +25,9 @@ std::shared_ptr<BottomUpBackend> build_backend(const Config& config) {
   return backend_registry().get(config.text("bottom_up.backend"))(config);
 }
 
-at::Tensor upsample_logits(const BottomUpBackend& backend, const at::Tensor& logits,
-                           std::int64_t size) {
-  if (logits.size(-2) == size && logits.size(-1) == size) return logits;
-  return at::upsample_bilinear2d(logits, {size, size}, backend.align_corners());
+at::Tensor BottomUpBackend::probabilities(const at::Tensor& logits, std::int64_t size) const {
+  if (logits.size(-2) == size && logits.size(-1) == size) return logits.sigmoid();
+  return at::upsample_bilinear2d(logits, {size, size}, align_corners()).sigmoid();
 }
 
 BottomUpModel::BottomUpModel(const Config& config) {
@@ -38,10 +37,9 @@ BottomUpModel::BottomUpModel(const Config& config) {
 nn::RisOutput BottomUpModel::forward(const data::Batch& batch, bool with_losses) {
   const auto start = std::chrono::steady_clock::now();
   const BottomUpOutput out = backend_->forward(batch);
-  const at::Tensor logits = upsample_logits(*backend_, out.logits, batch.images.size(-1));
   nn::RisOutput result;
-  result.probabilities["bottom_up"] = logits.sigmoid();
-  if (with_losses) result.losses["seg"] = backend_->loss(logits, batch.targets);
+  result.probabilities["bottom_up"] = backend_->probabilities(out.logits, batch.images.size(-1));
+  if (with_losses) result.losses["seg"] = backend_->loss(out.logits, batch.targets);
   result.seconds["bottom_up"] =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
@@ -49,7 +47,7 @@ nn::RisOutput BottomUpModel::forward(const data::Batch& batch, bool with_losses)
 
 double BottomUpModel::threshold(const std::string& branch) const {
   WICO_CHECK(branch == "bottom_up", "a bottom-up model has no branch '", branch, "'");
-  return 0.5;
+  return backend_->threshold();
 }
 
 }  // namespace wico::bottomup

@@ -1,6 +1,7 @@
 // The bottom-up backends `bottom_up.backend` can name: one line per backend (its name, builder,
 // description and configuration keys). Adding a backend touches its own folder and this list.
 #include "wico/bottomup/backend.h"
+#include "wico/bottomup/cris/cris_backend.h"
 #include "wico/bottomup/lavt/lavt.h"
 #include "wico/core/config.h"
 #include "wico/core/schema.h"
@@ -20,6 +21,9 @@ const std::vector<BuiltinBackend>& builtin_backends() {
   static const std::vector<BuiltinBackend> backends = {
       {"lavt", [](const Config& c) { return std::make_shared<LavtBackend>(LavtOptions::from_config(c)); },
        "LAVT: Swin + PWAM + BERT, progressive conv decoder (yz93/LAVT-RIS)", add_lavt_keys},
+      {"cris", [](const Config& c) { return std::make_shared<CrisBackend>(CrisBackendOptions::from_config(c)); },
+       "CRIS: CLIP ResNet + CLIP text, sentence-gated neck, vision-language decoder, "
+       "text-to-pixel dynamic kernel (DerrickWang005/CRIS.pytorch)", add_cris_keys},
   };
   return backends;
 }

@@ -16,6 +16,9 @@ void add_data_keys(Schema& schema) {
       .text("data.train_sentences", "sample",
             "training: one sentence drawn per ref each epoch (sample) or every sentence (all)",
             {"sample", "all"})
+      .text("data.sentence_field", "raw",
+            "the refer sentence field read: raw (as typed; LAVT) or sent (lower-cased, "
+            "re-tokenised; CRIS)", {"raw", "sent"})
       .text("data.train_on", "refs",
             "training samples: the train split's refs (refs), or one per image of instances.json "
             "(instance_images: an instance extractor's own training, stage 1 of the top-down "
@@ -54,6 +57,9 @@ void add_data_keys(Schema& schema) {
             {"opencv", "pil"})
       .text("data.mask_rule", "union", "target from a ref's polygon parts: any part (union), or "
             "exactly one part, overlaps cancelling, as LAVT's `== 1` (lavt)", {"union", "lavt"})
+      .flag("data.soft_targets", false,
+            "the training target resampled bilinearly from its 0/255 mask and kept fractional "
+            "at the edges (CRIS's soft masks); false: nearest, 0/1")
       .text("data.normalize", "imagenet", "mean/std of the backbone's pre-training",
             {"imagenet", "clip"})
       .integer("data.batch_size", 8, "samples per batch (per process)", 1, 65536)

@@ -120,8 +120,17 @@ std::pair<const Ref*, std::size_t> RefDataset::item(std::size_t index, std::uint
   return {ref, sentence};
 }
 
+SentenceField parse_sentence_field(const std::string& name) {
+  if (name == "raw") return SentenceField::kRaw;
+  if (name == "sent") return SentenceField::kSent;
+  throw ConfigError("unknown sentence field '" + name + "' (data.sentence_field); valid: raw, sent");
+}
+
 Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoch,
-                        MaskRule target_rule) const {
+                        MaskRule target_rule, SentenceField field) const {
+  const auto text = [field](const RefSentence& s) -> const std::string& {
+    return field == SentenceField::kSent ? s.sent : s.raw;
+  };
   Sample s;
   const Ref* ref = nullptr;
   if (mode_ == Mode::kInstanceImages) {
@@ -143,7 +152,7 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
     s.sent_id = ref->sentences[sentence].sent_id;
     s.image_id = ref->image_id;
     s.ann_id = ref->ann_id;
-    s.sentence = ref->sentences[sentence].raw;
+    s.sentence = text(ref->sentences[sentence]);
   }
   const CocoImage& info = data_.image(s.image_id);
   const auto path = data_.image_path(info);
@@ -199,7 +208,7 @@ Sample RefDataset::load(std::size_t index, std::uint64_t seed, std::int64_t epoc
   if (mode_ != Mode::kEvaluation) {
     if (const Ref* negative = negative_ref(index, seed, epoch)) {
       const double u = uniform_draw(seed, epoch, static_cast<std::uint64_t>(index), 3);
-      s.negative_sentence = negative->sentences[pick_index(negative->sentences.size(), u)].raw;
+      s.negative_sentence = text(negative->sentences[pick_index(negative->sentences.size(), u)]);
     }
   }
   if (attributes_) {

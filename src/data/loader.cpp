@@ -43,6 +43,8 @@ LoaderOptions LoaderOptions::from_config(const Config& config) {
   o.resize_filter = parse_resize_filter(config.text("data.resize_filter"));
   check_resize_filter(o.letterbox, o.resize_filter);  // at configuration, not at the first batch
   o.mask_rule = parse_mask_rule(config.text("data.mask_rule"));
+  o.soft_targets = config.flag("data.soft_targets");
+  o.sentence_field = parse_sentence_field(config.text("data.sentence_field"));
   o.norm = normalization(config.text("data.normalize"));
   o.skip_bad_samples = config.text("data.on_bad_sample") == "skip";
   return o;
@@ -208,6 +210,7 @@ namespace {
 struct Prepared {
   cv::Mat3b image;
   cv::Mat1b target;
+  bool soft_target = false;  // target in 0..255 (data.soft_targets), else 0/1
   Encoding tokens;
   std::vector<cv::Mat1b> candidate_masks;
   std::vector<std::array<float, 4>> boxes;
@@ -250,6 +253,15 @@ void write_mask(const cv::Mat1b& mask, T* out, int width) {
   }
 }
 
+// A soft target (0..255) as fractions in [0, 1], as CRIS's `mask / 255.`.
+void write_soft_mask(const cv::Mat1b& mask, float* out, int width) {
+  for (int y = 0; y < mask.rows; ++y) {
+    const std::uint8_t* row = mask.ptr<std::uint8_t>(y);
+    float* dst = out + static_cast<std::size_t>(y) * width;
+    for (int x = 0; x < mask.cols; ++x) dst[x] = static_cast<float>(row[x]) / 255.0f;
+  }
+}
+
 // x1, y1, x2, y2 of a mask's pixels (detectron2's BitMasks.get_bounding_boxes: x2 = last + 1).
 std::array<float, 4> mask_box(const cv::Mat1b& mask) {
   const cv::Rect r = cv::boundingRect(mask);
@@ -264,7 +276,8 @@ Batch Loader::make_batch(const std::vector<std::size_t>& indices, std::int64_t e
   std::vector<Sample> samples;
   for (std::size_t index : indices) {
     try {
-      samples.push_back(dataset_.load(index, options_.seed, epoch, options_.mask_rule));
+      samples.push_back(dataset_.load(index, options_.seed, epoch, options_.mask_rule,
+                                    options_.sentence_field));
     } catch (const Error& e) {
       if (!options_.skip_bad_samples) throw;
       spdlog::warn("skipping a bad sample (data.on_bad_sample: skip): {}", e.what());
@@ -316,7 +329,8 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
         p.target = p.candidate_masks[static_cast<std::size_t>(p.target_index)].clone();
       }
     } else {
-      p.target = resize_mask(s.target, plan);
+      p.soft_target = options.soft_targets;
+      p.target = p.soft_target ? resize_soft_mask(s.target, plan) : resize_mask(s.target, plan);
       for (const auto& c : s.candidates) {
         p.candidate_masks.push_back(resize_mask(c.mask, plan));
         p.boxes.push_back(map_box(c.box, plan));
@@ -332,7 +346,7 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
     p.attribute_weights = s.attribute_weights;
     prepared.push_back(std::move(p));
     batch.info.push_back({s.ref_id, s.sent_id, s.image_id, s.ann_id, s.sentence, plan,
-                          std::move(s.target)});
+                          std::move(s.target), s.negative_sentence});
   }
   // The canvas: S x S, or (shortest_edge) the largest of the batch's padded images, as
   // ImageList.from_tensors pads.
@@ -380,7 +394,11 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
                    p.tokens.attention_mask.size() == p.tokens.ids.size(),
                "the tokenizer returned ", p.tokens.ids.size(), " ids, expected ", L);
     write_normalised(p.image, options.norm, batch.images.data_ptr<float>() + b * 3 * plane, W, H);
-    write_mask(p.target, batch.targets.data_ptr<float>() + b * plane, W);
+    if (p.soft_target) {
+      write_soft_mask(p.target, batch.targets.data_ptr<float>() + b * plane, W);
+    } else {
+      write_mask(p.target, batch.targets.data_ptr<float>() + b * plane, W);
+    }
     std::copy(p.tokens.ids.begin(), p.tokens.ids.end(), batch.token_ids.data_ptr<std::int64_t>() + b * L);
     std::copy(p.tokens.attention_mask.begin(), p.tokens.attention_mask.end(),
               batch.attention_mask.data_ptr<std::int64_t>() + b * L);

@@ -374,6 +374,23 @@ cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
   return out;
 }
 
+cv::Mat1b resize_soft_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
+  WICO_CHECK(plan.kind != ResizeKind::kLsj, "soft targets (data.soft_targets) are not defined "
+                                            "for lsj plans");
+  const cv::Mat1b scaled = mask * 255;  // 0/1 -> 0/255, as CRIS's mask PNGs
+  cv::Mat1b out;
+  if (plan.kind == ResizeKind::kLetterbox) {
+    cv::warpAffine(scaled, out, cv::Mat(plan.forward()), cv::Size(plan.size, plan.size),
+                   cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
+  } else {
+    const cv::Size size = plan.kind == ResizeKind::kPlain
+                              ? cv::Size(plan.size, plan.size)
+                              : cv::Size(plan.resized_width, plan.resized_height);
+    cv::resize(scaled, out, size, 0, 0, cv::INTER_LINEAR);
+  }
+  return out;
+}
+
 cv::Mat1b transform_annotation_mask(const nlohmann::json& segmentation, const ResizePlan& plan) {
   const bool by_points = plan.kind == ResizeKind::kLsj || plan.kind == ResizeKind::kShortestEdge;
   if (!by_points || !segmentation.is_array()) {
@@ -424,24 +441,25 @@ at::Tensor mask_to_tensor(const cv::Mat1b& mask) {
       .contiguous();
 }
 
-cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan) {
+cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan, MapBackFilter filter) {
   WICO_CHECK(plan.kind != ResizeKind::kLsj,
              "an lsj (training) transform has no inverse for evaluation");
   WICO_CHECK(input_map.rows == plan.input_height() && input_map.cols == plan.input_width(),
              "map is ", input_map.cols, "x", input_map.rows, ", expected ", plan.input_width(),
              "x", plan.input_height());
+  const int interpolation = filter == MapBackFilter::kCubic ? cv::INTER_CUBIC : cv::INTER_LINEAR;
   cv::Mat1f out;
   if (plan.kind == ResizeKind::kShortestEdge) {
     // sem_seg_postprocess: the image's part of the padded canvas, resized back (bilinear).
     const cv::Mat1f image = input_map(cv::Rect(0, 0, plan.resized_width, plan.resized_height));
-    cv::resize(image, out, cv::Size(plan.width, plan.height), 0, 0, cv::INTER_LINEAR);
+    cv::resize(image, out, cv::Size(plan.width, plan.height), 0, 0, interpolation);
     return out;
   }
   if (plan.kind != ResizeKind::kLetterbox) {
-    cv::resize(input_map, out, cv::Size(plan.width, plan.height), 0, 0, cv::INTER_LINEAR);
+    cv::resize(input_map, out, cv::Size(plan.width, plan.height), 0, 0, interpolation);
   } else {
     cv::warpAffine(input_map, out, cv::Mat(plan.inverse()), cv::Size(plan.width, plan.height),
-                   cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0.0);
+                   interpolation, cv::BORDER_CONSTANT, 0.0);
   }
   return out;
 }

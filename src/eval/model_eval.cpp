@@ -92,6 +92,8 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
   double model_seconds = 0;
   std::map<std::string, MetricAccumulator> at_input;  // eval.compat lavt only
   const bool lavt = settings.compat == MetricCompat::kLavt;
+  const auto map_back_filter = settings.compat == MetricCompat::kCris ? data::MapBackFilter::kCubic
+                                                                      : data::MapBackFilter::kLinear;
   Progress::Options progress_options;
   progress_options.unit = "samples";
   progress_options.mode = show_progress ? ProgressMode::kAuto : ProgressMode::kOff;
@@ -124,7 +126,7 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
       for (const auto& [name, probabilities] : output.probabilities) {
         const double threshold = model.threshold(name);
         const cv::Mat1f at_size = to_mat(probabilities[i][0]);
-        p.masks[name] = encode_mask(binarise(data::map_back(at_size, info.plan), threshold));
+        p.masks[name] = encode_mask(binarise(data::map_back(at_size, info.plan, map_back_filter), threshold));
         if (lavt) {
           const cv::Mat1b target = binarise(to_mat(host_batch->targets[i][0]), 0.5);
           at_input.try_emplace(name, settings.compat);

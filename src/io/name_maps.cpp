@@ -208,6 +208,18 @@ std::vector<NameMap> builtin_maps() {
   }
   {
     NameMap m;
+    m.name = "cris";
+    m.description = "CRIS checkpoint (best_model.pth: 'state_dict' with module.backbone.*, neck.*, "
+                    "decoder.*, proj.*) -> our bottom_up CRIS model";
+    m.sections = {"state_dict.", ""};
+    m.strip_common = {"module."};
+    m.renames.emplace_back("^(backbone|neck|decoder|proj)\\.", "backend.$1.");
+    drop(m, "^(optimizer|scheduler|epoch|cur_iou|best_iou|prec)(\\.|$)", "training state");
+    m.ignored_unexpected.emplace_back("num_batches_tracked$");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
     m.name = "mask2former";
     m.description = "Mask2Former model zoo (model_final_*.pkl: backbone.*, sem_seg_head.*) -> our "
                     "Mask2Former extractor";

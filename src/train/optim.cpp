@@ -144,7 +144,8 @@ OptimizerSetup build_optimizer(torch::nn::Module& model, const Config& config) {
     const GroupRule* rule = key.first < 0 ? nullptr : &rules[static_cast<std::size_t>(key.first)];
     info.name = rule ? rule->entry : "base";
     if (key.second) info.name += " (no decay)";
-    info.base_lr = lr * (rule ? rule->lr_multiplier : 1.0);
+    info.lr_multiplier = rule ? rule->lr_multiplier : 1.0;
+    info.base_lr = lr * info.lr_multiplier;
     info.weight_decay = key.second ? 0.0 : wd;
     info.parameters = names[key];
     std::unique_ptr<torch::optim::OptimizerOptions> options;
@@ -219,6 +220,7 @@ Schedule Schedule::from_config(const Config& config, std::int64_t total_steps,
   s.warmup_factor = config.real("train.warmup_factor");
   s.total = total_steps;
   const bool epochs = config.integer("train.epochs") > 0;
+  s.multipliers_from = config.integer("train.param_groups_from") * (epochs ? steps_per_epoch : 1);
   for (std::int64_t m : config.integers("train.milestones")) {
     s.milestones.push_back(epochs ? m * steps_per_epoch : m);
   }
@@ -230,12 +232,14 @@ Schedule Schedule::from_config(const Config& config, std::int64_t total_steps,
 }
 
 void set_learning_rates(torch::optim::Optimizer& optimizer,
-                        const std::vector<ParamGroupInfo>& groups, double factor) {
+                        const std::vector<ParamGroupInfo>& groups, double factor,
+                        bool multipliers) {
   auto& param_groups = optimizer.param_groups();
   WICO_CHECK(param_groups.size() == groups.size(), "optimizer has ", param_groups.size(),
              " groups, expected ", groups.size());
   for (std::size_t g = 0; g < groups.size(); ++g) {
-    param_groups[g].options().set_lr(groups[g].base_lr * factor);
+    const double base = multipliers ? groups[g].base_lr : groups[g].base_lr / groups[g].lr_multiplier;
+    param_groups[g].options().set_lr(base * factor);
   }
 }
 

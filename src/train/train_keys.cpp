@@ -16,6 +16,10 @@ void add_train_keys(Schema& schema) {
       .texts("train.param_groups", {},
              "'regex=multiplier' learning-rate multipliers by parameter name, first match wins; "
              "0 freezes (e.g. 'backbone\\.=0.1')")
+      .integer("train.param_groups_from", 0,
+               "epoch (epoch runs) or step from which train.param_groups' multipliers apply; "
+               "before it every group trains at train.lr (CRIS: 1, its first epoch runs the "
+               "backbone at the full rate)", 0)
       .texts("train.freeze", {}, "regexes of parameter names not trained")
       .texts("train.no_decay", {}, "regexes of parameter names without weight decay")
       .texts("train.no_decay_modules", {},

@@ -547,7 +547,8 @@ TrainResult Trainer::Impl::loop() {
       t = Clock::now();
       if (clip > 0) torch::nn::utils::clip_grad_norm_(trainable, clip);
       if (clip_value > 0) torch::nn::utils::clip_grad_value_(trainable, clip_value);
-      set_learning_rates(*optim.optimizer, optim.groups, schedule.factor(state.iteration));
+      set_learning_rates(*optim.optimizer, optim.groups, schedule.factor(state.iteration),
+                         schedule.multipliers_apply(state.iteration));
       optim.optimizer->step();
       seconds["optimizer"] += seconds_since(t);
     }

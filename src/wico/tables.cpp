@@ -24,7 +24,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::vector<std::string> kSplits = {"val", "testA", "testB"};
-const std::vector<std::string> kBackends = {"vlt", "cris", "lavt"};
 
 struct DataSet {
   std::string name, split_by;
@@ -118,6 +117,18 @@ class TableMaker {
 
   bool backend_exists(const std::string& backend) const {
     return bottomup::backend_registry().contains(backend) && fs::exists(o_.configs / (backend + ".yaml"));
+  }
+  bool backend_asked(const std::string& backend) const {
+    return o_.backends.empty() ||
+           std::find(o_.backends.begin(), o_.backends.end(), backend) != o_.backends.end();
+  }
+  // A backend whose rows this table makes.
+  bool backend_used(const std::string& backend) const {
+    return backend_asked(backend) && backend_exists(backend);
+  }
+  // Why a backend's rows stay empty.
+  std::string absence(const std::string& backend) const {
+    return backend_exists(backend) ? "not asked for (--backends)" : "not in this build";
   }
   bool data_present(const DataSet& d) const {
     return fs::exists(o_.data_root / d.name / ("refs(" + d.split_by + ").p"));
@@ -311,11 +322,16 @@ class TableMaker {
     return text;
   }
 
+  // Table 2's bottom-up branch and the partner of a top-down pair of one kind: the paper's VLT,
+  // else LAVT (whose Table 2 docs/results.md measured), else CRIS; --backends' order when given.
   std::string first_backend() {
-    for (const auto& b : kBackends) {
-      if (backend_exists(b)) return b;
+    const std::vector<std::string> order =
+        o_.backends.empty() ? std::vector<std::string>{"vlt", "lavt", "cris"} : o_.backends;
+    for (const auto& b : order) {
+      if (backend_used(b)) return b;
     }
-    throw ConfigError("no bottom-up backend with a config in " + o_.configs.string());
+    throw ConfigError("no bottom-up backend with a config in " + o_.configs.string() +
+                      (o_.backends.empty() ? "" : " among --backends"));
   }
 
   std::string table1() {
@@ -340,8 +356,8 @@ class TableMaker {
       const Run td = branch_run("td", d, seed);
       const auto td_metrics = evaluate(td, d.splits);
       for (const auto& s : d.splits) ours["MAttNet"][d.name + "/" + s] = oiou(td_metrics, s, "top_down");
-      for (const auto& b : kBackends) {
-        if (!backend_exists(b)) continue;
+      for (const auto& b : kBottomUpBackends) {
+        if (!backend_used(b)) continue;
         const Run bu = branch_run(b, d, seed);
         const auto bu_metrics = evaluate(bu, d.splits);
         const auto pair = evaluate(pair_run(td, bu, b, d, "gsi", true, false, seed, false), d.splits);
@@ -351,8 +367,8 @@ class TableMaker {
         }
       }
     }
-    for (const auto& b : kBackends) {
-      if (!backend_exists(b)) notes_.push_back(upper(b) + ": not in this build (rows left empty)");
+    for (const auto& b : kBottomUpBackends) {
+      if (!backend_used(b)) notes_.push_back(upper(b) + ": " + absence(b) + " (rows left empty)");
     }
     for (const auto& row : p["rows"]) {
       const std::string name = row.first.as<std::string>();
@@ -472,8 +488,10 @@ class TableMaker {
           paper_value(pr["fused"]) +
           delta(pr["fused"].as<double>(), (pr["alpha"].as<double>() + pr["beta"].as<double>()) / 2);
       if (!exists_branch(ka) || !exists_branch(kb)) {
-        body += fmt::format("| {} | {} | missing: {} not in this build | | | | {} | {} |\n", name,
-                            pr["kind"].as<std::string>(), !exists_branch(ka) ? a : b, paper_plus, paper_speed);
+        const std::string& absent = !exists_branch(ka) ? ka : kb;
+        body += fmt::format("| {} | {} | missing: {} {} | | | | {} | {} |\n", name,
+                            pr["kind"].as<std::string>(), !exists_branch(ka) ? a : b,
+                            absence(absent), paper_plus, paper_speed);
         continue;
       }
       body += row3(name, pr["kind"].as<std::string>(), ka, kb, d, paper_plus, paper_speed);
@@ -494,7 +512,7 @@ class TableMaker {
     return finish("Table 3: model combinations (RefCOCO val, IoU)", body);
   }
 
-  bool exists_branch(const std::string& k) const { return k == "td" || backend_exists(k); }
+  bool exists_branch(const std::string& k) const { return k == "td" || backend_used(k); }
 
   std::string row3(const std::string& name, const std::string& kind, const std::string& ka,
                    const std::string& kb, const DataSet& d, const std::string& paper_plus,

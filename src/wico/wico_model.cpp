@@ -77,14 +77,9 @@ WicoModel::WicoModel(const Config& config) : options_(WicoOptions::from_config(c
     const Config branch = Config::load(file, options_.branch_set);
     kinds[i] = branch.text("model.kind");
     if (kinds[i] == "wico") throw ConfigError("wico.branches[" + std::to_string(i) + "] (" + file.string() + ") is itself a pair");
-    for (const char* key : {"text.tokenizer", "data.input_size", "data.resize",
-                            "data.resize_filter", "data.normalize"}) {
-      if (branch.value(key) != config.value(key)) {
-        throw ConfigError("wico.branches[" + std::to_string(i) + "] (" + file.string() + ") sets " +
-                          key + " unlike the pair: both branches read the pair's batches");
-      }
-    }
     Member& m = members_[i];
+    m.inputs = std::make_unique<BranchInputs>(
+        branch, config, "wico.branches[" + std::to_string(i) + "] (" + file.string() + ")");
     m.model = register_module(i == 0 ? "alpha" : "beta", nn::build_model(branch));
     m.top_down = dynamic_cast<topdown::TopDownModel*>(m.model.get());
     m.bottom_up = dynamic_cast<bottomup::BottomUpModel*>(m.model.get());
@@ -149,13 +144,14 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
     synchronize_device(device);
     const auto start = std::chrono::steady_clock::now();
     const Member& m = members_[i];
+    const data::Batch own = m.inputs->adapt(batch);
     if (m.top_down) {
-      td[i] = m.top_down->branch().forward(batch, td_losses);
+      td[i] = m.top_down->branch().forward(own, td_losses);
       if (branch_losses) {
         for (auto& [k, v] : td[i].losses) out.losses[names_[i] + "." + k] = v * options_.branch_weight;
       }
     } else {
-      bu[i] = m.bottom_up->backend().forward(batch);
+      bu[i] = m.bottom_up->backend().forward(own);
     }
     synchronize_device(device);
     out.seconds[names_[i]] = seconds_since(start);
@@ -204,14 +200,14 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
     } else {
       auto& backend = m.bottom_up->backend();
       const at::Tensor logits = options_.cfi ? backend.decode(pixel_embeddings[i]) : bu[i].logits;
-      const at::Tensor p = bottomup::upsample_logits(backend, logits, size).sigmoid();  // Eq. 4
+      const at::Tensor p = backend.probabilities(logits, size);  // Eq. 4
       r[i].blend_map = p;
       r[i].answer = p;
       // Eq. 8: GAP(E_p * P_bu_hat) at E_p's resolution.
       r[i].feature = (bu[i].pixel_embeddings * logits.sigmoid()).mean({2, 3});
       if (branch_losses) {
         out.losses[names_[i] + ".seg"] =
-            backend.loss(bottomup::upsample_logits(backend, logits, size), batch.targets) *
+            backend.loss(logits, batch.targets) *
             options_.branch_weight;
       }
     }
@@ -229,7 +225,7 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
       if (score[i].log_sigma.defined()) out.spreads[names_[i]] = score[i].log_sigma.detach().exp();
       if (with_losses) {
         // The branch's IoU as the evaluation scores it: its answer at its own threshold.
-        const at::Tensor target = binarised_iou(r[i].answer, batch.targets, kBranchThreshold);
+        const at::Tensor target = binarised_iou(r[i].answer, batch.targets, branch_threshold(i));
         out.losses["iou_" + names_[i]] =
             at::smooth_l1_loss(score[i].sampled, target) * options_.iou_weight;
       }
@@ -241,8 +237,8 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
     fused = combine_fixed(options_.integration, r[0].blend_map, r[1].blend_map);
   } else {
     // Intersection and union of the branches' own binary results (each at its own threshold).
-    fused = combine_fixed(options_.integration, (r[0].answer > kBranchThreshold).to(r[0].answer.dtype()),
-                          (r[1].answer > kBranchThreshold).to(r[1].answer.dtype()));
+    fused = combine_fixed(options_.integration, (r[0].answer > branch_threshold(0)).to(r[0].answer.dtype()),
+                          (r[1].answer > branch_threshold(1)).to(r[1].answer.dtype()));
   }
   if (!learns_confidences(options_.integration)) {
     // The matcher's own score of its choice: the top-down branch's confidence without GSI.
@@ -265,7 +261,12 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
 double WicoModel::threshold(const std::string& branch) const {
   if (branch == "fused") return options_.tau;
   WICO_CHECK(branch == names_[0] || branch == names_[1], "this WiCo pair has no branch '", branch, "'");
-  return kBranchThreshold;
+  return branch_threshold(branch == names_[0] ? 0 : 1);
+}
+
+double WicoModel::branch_threshold(int i) const {
+  const nn::RisModel& m = *members_[static_cast<std::size_t>(i)].model;
+  return m.threshold(m.result_branch());
 }
 
 }  // namespace wico::model

@@ -1,19 +1,26 @@
 // CRIS's network against CRIS's own code (scripts/make_cris_fixtures.py: model/clip.py and
 // model/layers.py composed as CRIS.forward, a narrow model with random weights, eval mode): the
 // state dict loads by CRIS's names with nothing left over, and the neck, decoder, projector
-// features and logits match to 1e-4; the position tables, the per-sample dynamic kernel and the
-// option checks.
+// features and logits match to 1e-4 after the original's checkpoint loads strictly through the
+// cris name map; the position tables, the per-sample dynamic kernel, the backend's decode and
+// loss, and the option checks.
 #include "wico/bottomup/cris/cris.h"
+#include "wico/bottomup/cris/cris_backend.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
 #include <map>
 #include <string>
 
 #include "backbones/tensor_fixture.h"
 #include "wico/core/error.h"
+#include "wico/data/loader.h"
+#include "wico/io/import.h"
+#include "wico/io/name_map.h"
+#include "wico/io/weights.h"
 
 namespace wico::bottomup {
 namespace {
@@ -47,24 +54,26 @@ CrisOptions fixture_options() {
   return o;
 }
 
-CrisNet fixture_model() {
-  CrisNet net(fixture_options());
-  std::map<std::string, at::Tensor> state;
-  for (const auto& item : net->named_parameters()) state.emplace(item.key(), item.value());
-  for (const auto& item : net->named_buffers()) state.emplace(item.key(), item.value());
-  const at::NoGradGuard no_grad;
-  std::size_t loaded = 0;
-  for (auto& [name, tensor] : state) {
-    if (name.find("num_batches_tracked") != std::string::npos) continue;
-    const at::Tensor& w = fixture().get("weights." + name);  // throws when the fixture lacks it
-    EXPECT_EQ(tensor.sizes(), w.sizes()) << name;
-    tensor.copy_(w);
-    ++loaded;
-  }
-  EXPECT_GT(loaded, 250u);
-  net->eval();
-  return net;
+// The original's checkpoint (DDP names under 'state_dict', training state beside) through the
+// cris name map into our backend, strictly: nothing missing, nothing unexpected.
+std::shared_ptr<CrisBackend> fixture_backend() {
+  CrisBackendOptions o;
+  o.net = fixture_options();
+  auto backend = std::make_shared<CrisBackend>(o);
+  // The map names the backend's tensors under "backend." (the bottom_up model's prefix).
+  torch::nn::Module holder;
+  holder.register_module("backend", backend);
+  const auto file =
+      io::read_weights(std::filesystem::path(WICO_TEST_DATA_DIR) / "cris" / "cris_checkpoint.pth");
+  const io::ImportReport report =
+      io::import_weights(holder, file, io::name_map("cris"), io::ImportMode::kStrict);
+  EXPECT_TRUE(report.clean()) << report.table();
+  EXPECT_GT(report.matched.size(), 300u);
+  backend->eval();
+  return backend;
 }
+
+CrisNet fixture_model() { return fixture_backend()->net(); }
 
 double relative(const at::Tensor& ours, const at::Tensor& theirs) {
   return max_abs_diff(ours, theirs) / theirs.abs().max().item<double>();
@@ -142,6 +151,73 @@ TEST(Cris, PaperSizeParameterCountsAreTheOriginals) {
     for (const auto& p : net->parameters()) n += p.numel();
     EXPECT_EQ(n, expected);
   }
+}
+
+// decode(E_p) is the forward's own logits (the batch's sentence kernels); it refuses to run
+// before a forward or on another batch size.
+TEST(Cris, BackendDecodesWithTheBatchsKernels) {
+  CrisBackendOptions o;
+  o.net = fixture_options();
+  CrisBackend fresh(o);
+  EXPECT_THROW(fresh.decode(at::zeros({2, 16, 24, 24})), std::exception);
+  auto backend = fixture_backend();
+  data::Batch batch;
+  batch.images = fixture().get("images");
+  batch.token_ids = fixture().get("tokens").to(at::kLong);
+  const at::NoGradGuard no_grad;
+  const BottomUpOutput out = backend->forward(batch);
+  EXPECT_EQ(backend->embedding_dim(), 16);
+  EXPECT_EQ(out.pixel_embeddings.size(1), 16);
+  EXPECT_LT(max_abs_diff(backend->decode(out.pixel_embeddings), out.logits), 1e-6);
+  EXPECT_LT(relative(out.logits, fixture().get("logits")), 1e-4);
+  EXPECT_THROW(backend->decode(out.pixel_embeddings.narrow(0, 0, 1)), std::exception);
+}
+
+// CRIS's loss: the targets resized nearest to the logits' size (input pixel 4i of a stride-4
+// map), binary cross-entropy with logits, mean.
+TEST(Cris, LossComparesAtTheLogitsSize) {
+  CrisBackendOptions o;
+  o.net = fixture_options();
+  CrisBackend backend(o);
+  at::Tensor targets = at::zeros({1, 1, 8, 8});
+  targets[0][0][0][0] = 1;  // picked by nearest (row 0, column 0)
+  targets[0][0][1][1] = 1;  // not picked: rows and columns 0 and 4 only
+  targets[0][0][4][4] = 1;  // picked
+  const at::Tensor logits = at::tensor({0.5f, -1.0f, 2.0f, 0.0f}).view({1, 1, 2, 2});
+  const auto bce = [](double x, double y) {
+    return -(y * std::log(1 / (1 + std::exp(-x))) + (1 - y) * std::log(1 - 1 / (1 + std::exp(-x))));
+  };
+  const double expected = (bce(0.5, 1) + bce(-1.0, 0) + bce(2.0, 0) + bce(0.0, 1)) / 4;
+  EXPECT_NEAR(backend.loss(logits, targets).item<double>(), expected, 1e-6);
+}
+
+// test.py's post-processing at the input size: the sigmoid at S/4, then bicubic with
+// align_corners=True (values from torch 1.13's F.interpolate on the same logits), clamped to
+// [0, 1] where bicubic overshoots; the threshold is 0.35.
+TEST(Cris, ProbabilitiesAreTheSigmoidResizedBicubic) {
+  CrisBackendOptions o;
+  o.net = fixture_options();
+  CrisBackend backend(o);
+  EXPECT_DOUBLE_EQ(backend.threshold(), 0.35);
+  const at::Tensor logits =
+      at::tensor({0.5f, -1.0f, 0.3f, 2.0f, 0.0f, -2.5f, 1.0f, -0.5f, 0.25f}).view({1, 1, 3, 3});
+  const at::Tensor p = backend.probabilities(logits, 6);
+  ASSERT_EQ(p.sizes(), (at::IntArrayRef{1, 1, 6, 6}));
+  const std::vector<std::array<double, 3>> expected = {  // row, column, F.interpolate's value
+      {0, 0, 0.62245935}, {0, 1, 0.46329829}, {1, 2, 0.43389446}, {2, 5, 0.11692253},
+      {3, 0, 0.87924361}, {4, 3, 0.38822645}, {5, 5, 0.56217653}};
+  for (const auto& [y, x, v] : expected) {
+    EXPECT_NEAR(p[0][0][static_cast<std::int64_t>(y)][static_cast<std::int64_t>(x)].item<double>(),
+                v, 1e-6)
+        << y << "," << x;
+  }
+  // A hard step overshoots to 1.105 / -0.105 under bicubic (F.interpolate): clamped.
+  const at::Tensor step = at::tensor({-20.0f, -20.0f, 20.0f, 20.0f}).view({1, 1, 1, 4}).expand({1, 1, 4, 4});
+  const at::Tensor q = backend.probabilities(step.contiguous(), 13);
+  EXPECT_DOUBLE_EQ(q.max().item<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(q.min().item<double>(), 0.0);
+  // At the input size already: the sigmoid alone.
+  EXPECT_TRUE(at::allclose(backend.probabilities(logits, 3), logits.sigmoid()));
 }
 
 TEST(Cris, OptionsAreChecked) {

@@ -79,6 +79,7 @@ TEST(Transforms, ImageTensorIsRgbNormalised) {
 }
 
 TEST(Transforms, MapBackInvertsTheForwardTransform) {
+  for (const MapBackFilter filter : {MapBackFilter::kLinear, MapBackFilter::kCubic}) {
   for (bool letterbox : {false, true}) {
     // A rectangle mask at the original resolution, forward to the input, back again.
     cv::Mat1b mask = cv::Mat1b::zeros(300, 500);
@@ -87,7 +88,7 @@ TEST(Transforms, MapBackInvertsTheForwardTransform) {
     const cv::Mat1b small = resize_mask(mask, p);
     cv::Mat1f input_map;
     small.convertTo(input_map, CV_32F);
-    const cv::Mat1f back = map_back(input_map, p);
+    const cv::Mat1f back = map_back(input_map, p, filter);
     ASSERT_EQ(back.rows, 300);
     ASSERT_EQ(back.cols, 500);
     const cv::Mat1b binary = back > 0.5f;
@@ -97,6 +98,45 @@ TEST(Transforms, MapBackInvertsTheForwardTransform) {
     // Nothing leaks in from the padding.
     EXPECT_EQ(cv::countNonZero(binary(cv::Rect(0, 0, 500, 40))), 0);
   }
+  }
+}
+
+// CRIS's inverse warp is bicubic (OpenCV's A = -0.75). An 8x4 image letterboxed into 4: scale
+// 0.5, band rows 1-2; output (row 0, column 3) reads the input at (x 1.5, y 1): along x the
+// cubic weights at t = 0.5 are -0.09375, 0.59375, 0.59375, -0.09375 over columns 0-3 holding
+// 1, 2, 4, 8 -> 2.71875, where bilinear gives 3.
+TEST(Transforms, MapBackCubicIsOpenCvsBicubic) {
+  const ResizePlan p = plan_resize(8, 4, 4, true);
+  ASSERT_DOUBLE_EQ(p.scale_x, 0.5);
+  ASSERT_DOUBLE_EQ(p.offset_y, 1.0);
+  cv::Mat1f input(4, 4);
+  for (int y = 0; y < 4; ++y) {
+    for (int x = 0; x < 4; ++x) input(y, x) = static_cast<float>(1 << x);
+  }
+  EXPECT_NEAR(map_back(input, p, MapBackFilter::kCubic)(0, 3), 2.71875f, 1e-4);
+  EXPECT_NEAR(map_back(input, p, MapBackFilter::kLinear)(0, 3), 3.0f, 1e-4);
+}
+
+// CRIS's soft training masks: the 0/255 mask resampled bilinearly, fractions kept. A 4x4 mask
+// with its left half set, doubled: output column 3 reads source x 1.25 (half-pixel centres),
+// 0.75 * 255 + 0.25 * 0 = 191.25 -> 191; column 4 reads x 1.75 -> 63.75 -> 64.
+TEST(Transforms, SoftMaskKeepsFractionalEdges) {
+  cv::Mat1b mask = cv::Mat1b::zeros(4, 4);
+  mask(cv::Rect(0, 0, 2, 4)).setTo(1);
+  const ResizePlan plain = plan_resize(4, 4, 8, false);
+  const cv::Mat1b soft = resize_soft_mask(mask, plain);
+  ASSERT_EQ(soft.rows, 8);
+  EXPECT_EQ(soft(2, 0), 255);
+  EXPECT_EQ(soft(2, 3), 191);
+  EXPECT_EQ(soft(2, 4), 64);
+  EXPECT_EQ(soft(2, 7), 0);
+  // The letterbox warps it (INTER_LINEAR, border 0): a full mask of a 4x2 image into 8 keeps
+  // 255 inside the band and 0 outside it.
+  const ResizePlan box = plan_resize(4, 2, 8, true);
+  const cv::Mat1b warped = resize_soft_mask(cv::Mat1b::ones(2, 4), box);
+  EXPECT_EQ(warped(4, 4), 255);
+  EXPECT_EQ(warped(0, 4), 0);
+  EXPECT_THROW(resize_soft_mask(mask, plan_lsj(4, 4, 8, 1.0, 0.0, false)), Error);
 }
 
 // detectron2's ResizeShortestEdge.get_output_shape, by hand: 640x480 -> short side 800, long

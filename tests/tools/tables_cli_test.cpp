@@ -84,8 +84,10 @@ TEST_F(TablesCli, Table3RunsToTheEndForTheBranchesThatExist) {
   ASSERT_EQ(out.exit_code, 0) << out.output;
   // A mixed pair and the two pairs of one kind (a second run of each branch with seed 1), each
   // with its IoUs, MER and seconds per part; the paper's rows without a backend stay missing.
+  // CRIS's rows pair it with branches of other text and statistics (WordPiece and ImageNet).
   for (const char* row : {"| LAVT + MAttNet | BU+TD | ", "| LAVT + LAVT (seeds 0, 1) | BU+BU | ",
-                          "| MAttNet + MAttNet (seeds 0, 1) | TD+TD | "}) {
+                          "| MAttNet + MAttNet (seeds 0, 1) | TD+TD | ", "| CRIS + LAVT | BU+BU | ",
+                          "| CRIS + MAttNet | BU+TD | "}) {
     const auto at = out.output.find(row);
     ASSERT_NE(at, std::string::npos) << row << "\n" << out.output;
     const std::string line = out.output.substr(at, out.output.find('\n', at) - at);
@@ -122,6 +124,26 @@ TEST_F(TablesCli, PaperTopDownRowsTrainTheTwoStagesInOrder) {
             std::string::npos) << out.output;
   EXPECT_NE(out.output.find("wico.branches=[" WICO_SOURCE_DIR "/configs/paper/topdown.yaml"),
             std::string::npos) << out.output;
+}
+
+// --backends keeps a table to the named backends; the others' rows say why they are empty.
+TEST_F(TablesCli, BackendsOptionChoosesTheRows) {
+  const auto out = test::run_wico(args(1, " --dry-run --backends lavt"));
+  ASSERT_EQ(out.exit_code, 0) << out.output;
+  EXPECT_NE(out.output.find("CRIS: not asked for (--backends) (rows left empty)"), std::string::npos)
+      << out.output;
+  EXPECT_NE(out.output.find("VLT: not in this build (rows left empty)"), std::string::npos);
+  EXPECT_EQ(out.output.find("configs/tiny/cris.yaml"), std::string::npos);
+  EXPECT_NE(out.output.find("configs/tiny/lavt.yaml"), std::string::npos);
+  const auto all = test::run_wico(args(1, " --dry-run"));
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  EXPECT_NE(all.output.find("configs/tiny/wico_cris_mattnet.yaml"), std::string::npos) << all.output;
+  const auto table2 = test::run_wico(args(2, " --dry-run --splits val --backends cris"));
+  EXPECT_NE(table2.output.find("ours: CRIS (alpha, bottom-up) + MAttNet"), std::string::npos)
+      << table2.output;
+  const auto bad = test::run_wico(args(1, " --dry-run --backends lavt,detr"));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--backends: unknown backend 'detr'"), std::string::npos) << bad.output;
 }
 
 TEST_F(TablesCli, BadArgumentsAreUsageErrors) {

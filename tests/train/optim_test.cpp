@@ -46,6 +46,37 @@ TEST(Optim, GroupsByPatternWithMultipliersFreezingAndNoDecay) {
   EXPECT_DOUBLE_EQ(learning_rate(*s.optimizer, 2), 0.005);
 }
 
+// CRIS's first epoch: its optimiser is built with lr 1e-4 for every group and the backbone's
+// 0.1 arrives with the first MultiStepLR step, so train.param_groups_from 1 runs every group at
+// train.lr for the first epoch's steps, then each at its multiplier.
+TEST(Optim, MultipliersApplyFromParamGroupsFrom) {
+  TwoPartNet net;
+  const Config c = Config::defaults({"train.lr=1e-4", "train.epochs=50", "train.schedule=multistep",
+                                     "train.milestones=[35]", "train.param_groups=['backbone\\.=0.1']",
+                                     "train.param_groups_from=1"});
+  OptimizerSetup s = build_optimizer(net, c);
+  const Schedule schedule = Schedule::from_config(c, 50 * 10, /*steps_per_epoch=*/10);
+  EXPECT_EQ(schedule.multipliers_from, 10);
+  auto rates_at = [&](std::int64_t step) {
+    set_learning_rates(*s.optimizer, s.groups, schedule.factor(step), schedule.multipliers_apply(step));
+    return std::make_pair(learning_rate(*s.optimizer, 0), learning_rate(*s.optimizer, 1));
+  };
+  for (const std::int64_t step : {0, 9}) {  // epoch 1: both at 1e-4
+    const auto epoch1 = rates_at(step);
+    EXPECT_DOUBLE_EQ(epoch1.first, 1e-4);
+    EXPECT_DOUBLE_EQ(epoch1.second, 1e-4);
+  }
+  const auto epoch2 = rates_at(10);                      // epochs 2-35: 1e-5 / 1e-4
+  EXPECT_DOUBLE_EQ(epoch2.first, 1e-5);
+  EXPECT_DOUBLE_EQ(epoch2.second, 1e-4);
+  const auto epoch36 = rates_at(350);                    // epochs 36-50: 1e-6 / 1e-5
+  EXPECT_DOUBLE_EQ(epoch36.first, 1e-6);
+  EXPECT_DOUBLE_EQ(epoch36.second, 1e-5);
+  // Without the key the multipliers apply from the first step.
+  const Config d = Config::defaults({"train.lr=1e-4", "train.param_groups=['backbone\\.=0.1']"});
+  EXPECT_TRUE(Schedule::from_config(d, 100, 10).multipliers_apply(0));
+}
+
 // The layout detectron2's build_optimizer sees in Mask2Former: norms inside a Sequential, an
 // Embedding, and a bare Parameter that is neither.
 struct NormsAndEmbeddings : torch::nn::Module {

@@ -38,7 +38,7 @@ Action add_bench_command(CLI::App& app) {
   sub->add_flag("--quick", o->quick, "small sizes: a smoke run, not figures to report");
   sub->add_flag("--list", o->list, "list the benchmarks");
   sub->add_option("--against", o->against,
-                  "an original's checkout to run beside ours (lavt: a LAVT-RIS checkout)");
+                  "an original's checkout to run beside ours (lavt: LAVT-RIS; cris: CRIS.pytorch)");
   return [o]() {
     auto& registry = benchmark_registry();
     if (o->list || o->name.empty()) {

@@ -1,5 +1,6 @@
 // `wico tables`: regenerates the paper's Table 1, 2 or 3 on a data root (trains or reuses the runs
 // each table needs, evaluates them, prints ours beside the paper's).
+#include <algorithm>
 #include <iostream>
 #include <sstream>
 
@@ -17,7 +18,7 @@ Action add_tables_command(CLI::App& app) {
   struct Options {
     model::TablesOptions tables;
     std::string root = "data/synthetic", runs = "runs/tables", configs = "configs/tiny",
-                paper = "configs/paper_results.yaml", seeds = "0", branch_runs, eval_root,
+                paper = "configs/paper_results.yaml", seeds = "0", branch_runs, eval_root, backends,
                 splits = "val,testA,testB";
   };
   auto o = std::make_shared<Options>();
@@ -35,6 +36,9 @@ Action add_tables_command(CLI::App& app) {
                   "train on --root");
   sub->add_option("--seeds", o->seeds, "comma-separated seeds of the fine-tuning runs (Table 2's spread)")
       ->capture_default_str();
+  sub->add_option("--backends", o->backends,
+                  "comma-separated bottom-up backends whose rows to make (default: every one "
+                  "with a config in --configs)");
   sub->add_option("--set", o->tables.overrides, "KEY=VALUE for every run (repeatable)");
   sub->add_option("--eval-set", o->tables.eval_overrides,
                   "KEY=VALUE for the evaluations only (repeatable; kept in eval[KEY=VALUE]/)");
@@ -61,6 +65,15 @@ Action add_tables_command(CLI::App& app) {
       if (!s.empty()) t.splits.push_back(s);
     }
     if (t.splits.empty()) throw ConfigError("--splits needs at least one split");
+    std::stringstream backend_list(o->backends);
+    for (std::string s; std::getline(backend_list, s, ',');) {
+      if (s.empty()) continue;
+      if (std::find(model::kBottomUpBackends.begin(), model::kBottomUpBackends.end(), s) ==
+          model::kBottomUpBackends.end()) {
+        throw ConfigError("--backends: unknown backend '" + s + "' (vlt, cris, lavt)");
+      }
+      t.backends.push_back(s);
+    }
     std::cout << model::make_table(t);
     return 0;
   };

@@ -32,13 +32,21 @@ class BottomUpBackend : public torch::nn::Module {
   virtual BottomUpOutput forward(const data::Batch& batch) = 0;
   // The backend's final 1x1 layer on (possibly enhanced) pixel embeddings -> [B, 1, h, w].
   virtual at::Tensor decode(const at::Tensor& pixel_embeddings) = 0;
-  // The original's training loss on logits up-sampled to the input size [B, 1, S, S] against the
-  // 0/1 targets [B, 1, S, S].
+  // The original's training loss given the backend's own logits [B, 1, h, w] (decode's output)
+  // and the targets at the input size [B, 1, S, S]: each backend brings the two to the
+  // resolution its original compares them at (LAVT up-samples the logits to S; CRIS resizes the
+  // targets, nearest, to h x w).
   virtual at::Tensor loss(const at::Tensor& logits, const at::Tensor& targets) = 0;
   // C of E_p.
   virtual std::int64_t embedding_dim() const = 0;
-  // Whether the original up-samples its logits with align_corners (LAVT: true, CRIS: false).
-  virtual bool align_corners() const = 0;
+  // The foreground probability at the input size [B, 1, S, S] from decode's logits, resized as
+  // the original does at inference (default: the logits bilinearly, with align_corners(), then
+  // the sigmoid; CRIS: the sigmoid first, then bicubic).
+  virtual at::Tensor probabilities(const at::Tensor& logits, std::int64_t size) const;
+  // The original's threshold on that probability (LAVT's argmax of two logits: 0.5; CRIS 0.35).
+  virtual double threshold() const { return 0.5; }
+  // Whether the default probabilities() up-samples with align_corners (LAVT: true).
+  virtual bool align_corners() const { return false; }
 };
 
 using BackendBuilder = std::function<std::shared_ptr<BottomUpBackend>(const Config&)>;
@@ -46,12 +54,8 @@ using BackendBuilder = std::function<std::shared_ptr<BottomUpBackend>(const Conf
 Registry<BackendBuilder>& backend_registry();
 std::shared_ptr<BottomUpBackend> build_backend(const Config& config);
 
-// Logits [B, 1, h, w] -> [B, 1, S, S] bilinear, as the backend's original does.
-at::Tensor upsample_logits(const BottomUpBackend& backend, const at::Tensor& logits,
-                           std::int64_t size);
-
 // A bottom-up backend trained and evaluated on its own (model.kind: bottom_up): its probability
-// map is the branch "bottom_up", thresholded at 0.5 (LAVT's argmax of two logits).
+// map is the branch "bottom_up", thresholded at the backend's threshold().
 class BottomUpModel : public nn::RisModel {
  public:
   explicit BottomUpModel(const Config& config);

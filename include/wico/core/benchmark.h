@@ -20,7 +20,7 @@ struct BenchContext {
   int warmup = 1;               // untimed runs before them
   std::string python = "/usr/bin/python3";  // interpreter with Debian's python3-torch
   bool quick = false;           // smaller problem sizes, for smoke runs
-  std::string against;          // an original's checkout to compare with (lavt: LAVT-RIS)
+  std::string against;          // an original's checkout to compare with (lavt: LAVT-RIS; cris: CRIS.pytorch)
 };
 
 // Returns the measured figures as JSON (also printed as a table by the benchmark itself).

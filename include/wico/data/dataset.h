@@ -52,6 +52,11 @@ struct Sample {
   at::Tensor attribute_weights;                // [attribute_vocabulary_size] the BCE weights
 };
 
+// Which of a ref's sentence fields a sample carries (data.sentence_field): the annotator's `raw`
+// text (LAVT, MAttNet) or refer's lower-cased, re-tokenised `sent` (CRIS's data_process.py).
+enum class SentenceField { kRaw, kSent };
+SentenceField parse_sentence_field(const std::string& name);  // ConfigError for another name
+
 class RefDataset {
  public:
   // kInstanceImages: one sample per image an instance extractor trains on
@@ -74,7 +79,8 @@ class RefDataset {
   // Reads and decodes one sample (JPEG, masks). Throws wico::Error naming the image file.
   // `target_rule` builds the target only; candidate masks are always the union of their parts.
   Sample load(std::size_t index, std::uint64_t seed, std::int64_t epoch,
-              MaskRule target_rule = MaskRule::kUnion) const;
+              MaskRule target_rule = MaskRule::kUnion,
+              SentenceField field = SentenceField::kRaw) const;
 
   const ReferDataset& data() const { return data_; }
   const std::string& split() const { return split_; }

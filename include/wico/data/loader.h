@@ -33,12 +33,13 @@ struct SampleInfo {
   std::string sentence;
   ResizePlan plan;
   cv::Mat1b target;  // original resolution, for IoU at the original size
+  std::string negative_sentence;  // MAttNet's language negative ('' without one)
 };
 
 struct Batch {
   at::Tensor images;             // [B, 3, S, S] float, normalised (data.resize shortest_edge:
                                  //   [B, 3, H, W], the batch's canvas, 0 outside each image)
-  at::Tensor targets;            // [B, 1, S, S] float 0/1
+  at::Tensor targets;            // [B, 1, S, S] float 0/1 (data.soft_targets: in [0, 1])
   at::Tensor token_ids;          // [B, L] int64
   at::Tensor attention_mask;     // [B, L] int64, 1 for real tokens
   at::Tensor candidate_masks;    // [B, N, S, S] uint8 0/1 (N: most candidates in the batch;
@@ -76,6 +77,8 @@ struct LoaderOptions {
   int min_size = 800, max_size = 1333, size_divisibility = 32;
   ResizeFilter resize_filter = ResizeFilter::kOpenCv;  // data.resize_filter (plain resize)
   MaskRule mask_rule = MaskRule::kUnion;               // data.mask_rule (the target only)
+  bool soft_targets = false;  // data.soft_targets: the target resampled bilinearly (CRIS)
+  SentenceField sentence_field = SentenceField::kRaw;  // data.sentence_field
   Normalization norm = normalization("imagenet");
   bool skip_bad_samples = false;  // data.on_bad_sample: skip
   // Data-parallel sharding (as torch's DistributedSampler): every rank shuffles the same epoch
@@ -85,7 +88,7 @@ struct LoaderOptions {
   int world_size = 1;
   c10::Device device{c10::kCPU};
   // The loader's part of a config: data.batch_size, workers, prefetch, input_size, resize,
-  // resize_filter, mask_rule, normalize, on_bad_sample, run.seed. Throws ConfigError for
+  // resize_filter, mask_rule, soft_targets, sentence_field, normalize, on_bad_sample, run.seed. Throws ConfigError for
   // resize_filter pil with a letterbox resize.
   static LoaderOptions from_config(const Config& config);
 };

@@ -90,6 +90,10 @@ cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Nor
 // 0/1 mask -> S x S by nearest neighbour (the originals resize targets with NEAREST);
 // shortest_edge: the resized mask alone; lsj: flipped, resized, cropped, padded with 0.
 cv::Mat1b resize_mask(const cv::Mat1b& mask, const ResizePlan& plan);
+// CRIS's soft training target: the 0/1 mask as a 0/255 image resampled bilinearly (the
+// letterbox's warp with INTER_LINEAR, border 0; plain and shortest_edge by cv::resize), 0..255
+// with fractional edges; divide by 255. Not for lsj plans.
+cv::Mat1b resize_soft_mask(const cv::Mat1b& mask, const ResizePlan& plan);
 // An annotation's mask in the input of an lsj or shortest-edge plan as detectron2 makes it:
 // polygons transformed point by point and rasterised at the new size (pycocotools' rule),
 // an RLE through resize_mask. Other plans: resize_mask of the original-size mask.
@@ -117,7 +121,10 @@ at::Tensor image_to_tensor(const cv::Mat3b& image, const Normalization& norm);
 at::Tensor mask_to_tensor(const cv::Mat1b& mask);
 
 // A probability map at input resolution ([S, S] float) -> original resolution ([h, w] float),
-// the exact inverse of the forward transform (bilinear; the letterbox padding is dropped).
-cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan);
+// the exact inverse of the forward transform (the letterbox padding is dropped), bilinear or
+// bicubic (CRIS's test.py warps back with INTER_CUBIC; eval.compat cris).
+enum class MapBackFilter { kLinear, kCubic };
+cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan,
+                   MapBackFilter filter = MapBackFilter::kLinear);
 
 }  // namespace wico::data

@@ -31,7 +31,8 @@ std::vector<GroupRule> parse_group_rules(const std::vector<std::string>& entries
 
 struct ParamGroupInfo {
   std::string name;  // "base", "backbone.*=0.1", or either with " (no decay)"
-  double base_lr = 0;
+  double base_lr = 0;         // train.lr times the group's multiplier
+  double lr_multiplier = 1;   // the train.param_groups multiplier (1 for "base")
   double weight_decay = 0;
   std::vector<std::string> parameters;
 };
@@ -57,16 +58,22 @@ struct Schedule {
   std::int64_t warmup = 0;  // steps of linear warm-up
   double warmup_factor = 0.001;
   std::int64_t total = 1;
+  // train.param_groups_from in steps: before it every group runs at train.lr (CRIS's first
+  // epoch, where its MultiStepLR has not yet applied the backbone's 0.1).
+  std::int64_t multipliers_from = 0;
 
   double factor(std::int64_t iteration) const;
+  bool multipliers_apply(std::int64_t iteration) const { return iteration >= multipliers_from; }
   // train.schedule and friends; `steps_per_epoch` converts epoch milestones for epoch runs.
   static Schedule from_config(const Config& config, std::int64_t total_steps,
                               std::int64_t steps_per_epoch);
 };
 
-// Sets every group's learning rate to its base rate times `factor`.
+// Sets every group's learning rate to its base rate times `factor` (without `multipliers`:
+// train.lr times `factor` for every group).
 void set_learning_rates(torch::optim::Optimizer& optimizer,
-                        const std::vector<ParamGroupInfo>& groups, double factor);
+                        const std::vector<ParamGroupInfo>& groups, double factor,
+                        bool multipliers = true);
 double learning_rate(const torch::optim::Optimizer& optimizer, std::size_t group);
 
 }  // namespace wico::train

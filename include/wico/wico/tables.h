@@ -9,8 +9,8 @@
 // What each table trains (all from the `--configs` folder: topdown.yaml, <backend>.yaml,
 // wico_<backend>_mattnet.yaml):
 //   1: the top-down branch, each bottom-up backend, and WiCo (GSI + CFI) per backend, per data set;
-//   2: the seven integration rows of one pair (the paper's VLT + MAttNet; ours the first backend
-//      that exists): intersection / union / average composed from the branches' runs, SI and GSI
+//   2: the seven integration rows of one pair (the paper's VLT + MAttNet; ours VLT where it
+//      exists, else LAVT, else CRIS, or the first of --backends): intersection / union / average composed from the branches' runs, SI and GSI
 //      learning their score heads on frozen branches, SI and GSI with CFI fine-tuned; per seed;
 //   3: GSI alone (frozen branches, no CFI) on mixed pairs and pairs of one kind (a second run of
 //      a branch with seed 1), with MER and the seconds per 100 samples of each part.
@@ -24,6 +24,9 @@
 #include <nlohmann/json_fwd.hpp>
 
 namespace wico::model {
+
+// The paper's bottom-up backends, in its tables' order.
+inline const std::vector<std::string> kBottomUpBackends = {"vlt", "cris", "lavt"};
 
 struct TablesOptions {
   int table = 2;
@@ -43,6 +46,9 @@ struct TablesOptions {
   std::filesystem::path configs = "configs/tiny";
   std::filesystem::path paper = "configs/paper_results.yaml";
   std::vector<std::int64_t> seeds = {0};
+  // The bottom-up backends whose rows are made (empty: every registered backend with a config);
+  // a left-out backend's rows are listed as not asked for.
+  std::vector<std::string> backends;
   std::vector<std::string> overrides;  // --set for every run (e.g. train.iterations=...)
   std::string wico;                    // the wico executable
   bool dry_run = false;                // list the runs and commands, run nothing

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "wico/nn/ris_model.h"
+#include "wico/wico/branch_inputs.h"
 #include "wico/wico/cfi.h"
 #include "wico/wico/gsi.h"
 #include "wico/wico/integration.h"
@@ -59,10 +60,6 @@ struct WicoOptions {
   static WicoOptions from_config(const Config& config);
 };
 
-// Every branch's own result is foreground above this (its report, MER, intersection and union,
-// and the IoU its confidence learns); the fused map uses tau.
-inline constexpr double kBranchThreshold = 0.5;
-
 class WicoModel : public nn::RisModel {
  public:
   explicit WicoModel(const Config& config);
@@ -75,10 +72,16 @@ class WicoModel : public nn::RisModel {
   const std::array<std::string, 2>& branch_names() const { return names_; }
 
  private:
+  // A branch's own result is foreground above its own model's threshold (the top-down branch
+  // 0.5, a backend its original's: LAVT 0.5, CRIS 0.35): its report, MER, intersection and union,
+  // and the IoU its confidence learns. The fused map uses tau.
+  double branch_threshold(int i) const;
+
   struct Member {
     std::shared_ptr<nn::RisModel> model;
     topdown::TopDownModel* top_down = nullptr;
     bottomup::BottomUpModel* bottom_up = nullptr;
+    std::unique_ptr<BranchInputs> inputs;  // how it reads the pair's batches
   };
   WicoOptions options_;
   std::array<Member, 2> members_;

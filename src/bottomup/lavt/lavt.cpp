@@ -259,7 +259,13 @@ at::Tensor LavtBackend::decode(const at::Tensor& pixel_embeddings) {
   return two.narrow(1, 1, 1) - two.narrow(1, 0, 1);
 }
 
-at::Tensor LavtBackend::loss(const at::Tensor& logits, const at::Tensor& targets) {
+at::Tensor LavtBackend::loss(const at::Tensor& native_logits, const at::Tensor& targets) {
+  // The original compares at the input size: its logits up-sampled bilinearly (align_corners).
+  const at::Tensor logits =
+      native_logits.sizes().slice(2) == targets.sizes().slice(2)
+          ? native_logits
+          : at::upsample_bilinear2d(native_logits, {targets.size(-2), targets.size(-1)},
+                                    /*align_corners=*/true);
   if (options_.loss == "bce") return at::binary_cross_entropy_with_logits(logits, targets);
   at::Tensor dice;
   if (options_.loss == "ce_dice") {
