@@ -189,6 +189,14 @@ TEST(Cris, LossComparesAtTheLogitsSize) {
   };
   const double expected = (bce(0.5, 1) + bce(-1.0, 0) + bce(2.0, 0) + bce(0.0, 1)) / 4;
   EXPECT_NEAR(backend.loss(logits, targets).item<double>(), expected, 1e-6);
+  // cris.loss bce_dice (the tiny config's): plus soft Dice on the same picked targets,
+  // 1 - (2 * sum(p t) + 1) / (sum(p) + sum(t) + 1).
+  o.loss = "bce_dice";
+  CrisBackend with_dice(o);
+  const auto sigmoid = [](double x) { return 1 / (1 + std::exp(-x)); };
+  const double p_sum = sigmoid(0.5) + sigmoid(-1.0) + sigmoid(2.0) + sigmoid(0.0);
+  const double dice = 1 - (2 * (sigmoid(0.5) + sigmoid(0.0)) + 1) / (p_sum + 2 + 1);
+  EXPECT_NEAR(with_dice.loss(logits, targets).item<double>(), expected + dice, 1e-6);
 }
 
 // test.py's post-processing at the input size: the sigmoid at S/4, then bicubic with

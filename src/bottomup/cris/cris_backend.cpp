@@ -9,6 +9,7 @@
 #include "wico/core/error.h"
 #include "wico/core/schema.h"
 #include "wico/data/loader.h"
+#include "wico/nn/losses.h"
 
 namespace wico::bottomup {
 
@@ -40,6 +41,7 @@ CrisBackendOptions CrisBackendOptions::from_config(const Config& c) {
   o.net.decoder_ffn = c.integer("cris.decoder_ffn");
   o.net.dropout = c.real("cris.dropout");
   o.clip_pretrained = c.text("cris.clip_pretrained");
+  o.loss = c.text("cris.loss");
   o.net.validate();
   if (c.text("text.tokenizer") != "clip") {
     throw ConfigError("bottom_up.backend cris reads CLIP BPE ids: text.tokenizer must be clip (got " +
@@ -72,6 +74,10 @@ void add_cris_keys(Schema& schema) {
       .integer("cris.decoder_heads", 8, "decoder attention heads", 1)
       .integer("cris.decoder_ffn", 2048, "decoder feed-forward width", 1)
       .real("cris.dropout", 0.1, "decoder dropout (attention weights, residuals, FFN)", 0.0, 1.0)
+      .text("cris.loss", "bce",
+            "bce: the original's binary cross-entropy at S/4; bce_dice: plus soft Dice (for "
+            "training from scratch, where BCE alone settles on background everywhere)",
+            {"bce", "bce_dice"})
       .text("cris.clip_pretrained", "",
             "OpenAI's CLIP archive to start from (RN50.pt / RN101.pt, TorchScript); '' = random");
 }
@@ -123,7 +129,10 @@ at::Tensor CrisBackend::loss(const at::Tensor& logits, const at::Tensor& targets
       targets.sizes().slice(2) == logits.sizes().slice(2)
           ? targets
           : at::upsample_nearest2d(targets, {logits.size(-2), logits.size(-1)});
-  return at::binary_cross_entropy_with_logits(logits, target.to(logits.scalar_type()));
+  const at::Tensor t = target.to(logits.scalar_type());
+  const at::Tensor bce = at::binary_cross_entropy_with_logits(logits, t);
+  if (options_.loss == "bce") return bce;
+  return bce + nn::soft_dice_loss(logits.sigmoid(), t);
 }
 
 }  // namespace wico::bottomup

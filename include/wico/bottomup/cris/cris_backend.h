@@ -5,7 +5,7 @@
 // batch the last forward saw, so CFI's enhanced embeddings of the same batch are decoded with
 // their own sentences' kernels (decode before any forward, or on another batch size, is an
 // error). The loss is the original's: binary cross-entropy with logits at the logits' size
-// against the targets resized there (nearest).
+// against the targets resized there (nearest); cris.loss bce_dice adds soft Dice there.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,6 +27,8 @@ namespace wico::bottomup {
 struct CrisBackendOptions {
   CrisOptions net = CrisOptions::r50();
   std::string clip_pretrained;  // OpenAI RN50.pt / RN101.pt ('' = random)
+  // bce: the original's; bce_dice: plus soft Dice, for training from scratch (cris.loss)
+  std::string loss = "bce";
   static CrisBackendOptions from_config(const Config& config);
 };
 
