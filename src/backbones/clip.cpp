@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "wico/core/error.h"
+#include "wico/nn/winograd_conv.h"
 
 namespace wico::backbones {
 
@@ -97,7 +98,7 @@ ClipBottleneckImpl::ClipBottleneckImpl(std::int64_t inplanes, std::int64_t plane
 
 at::Tensor ClipBottleneckImpl::forward(const at::Tensor& x) {
   at::Tensor out = bn1->forward(conv1->forward(x)).relu_();
-  out = bn2->forward(conv2->forward(out)).relu_();
+  out = bn2->forward(wico::nn::conv2d(conv2, out)).relu_();  // Winograd where it pays
   if (stride_ > 1) out = at::avg_pool2d(out, stride_);
   out = bn3->forward(conv3->forward(out));
   at::Tensor identity = x;

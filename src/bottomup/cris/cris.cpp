@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "wico/core/error.h"
+#include "wico/nn/winograd_conv.h"
 
 namespace wico::bottomup {
 
@@ -73,7 +74,9 @@ CrisConvLayerImpl::CrisConvLayerImpl(std::int64_t in, std::int64_t out, std::int
 }
 
 at::Tensor CrisConvLayerImpl::forward(const at::Tensor& x) {
-  return norm->forward(conv->forward(x)).relu_();
+  // Through runtime.conv_algorithm: the neck's and projector's 3x3 convolutions at 26-104 px
+  // (half of CRIS's work) run as Winograd where it pays (nn/winograd_conv.h).
+  return norm->forward(wico::nn::conv2d(conv, x)).relu_();
 }
 
 CrisNeckImpl::CrisNeckImpl(std::vector<std::int64_t> in, std::vector<std::int64_t> out) {
