@@ -16,11 +16,13 @@
 #include <string>
 
 #include "backbones/tensor_fixture.h"
+#include "wico/core/config.h"
 #include "wico/core/error.h"
 #include "wico/data/loader.h"
 #include "wico/io/import.h"
 #include "wico/io/name_map.h"
 #include "wico/io/weights.h"
+#include "wico/train/optim.h"
 
 namespace wico::bottomup {
 namespace {
@@ -151,6 +153,41 @@ TEST(Cris, PaperSizeParameterCountsAreTheOriginals) {
     for (const auto& p : net->parameters()) n += p.numel();
     EXPECT_EQ(n, expected);
   }
+}
+
+// The paper config's optimiser groups are the original's (../shared/specs/cris.md section 6):
+// "backbone" = backbone.* but the two position embeddings, 325 tensors and 103,964,513
+// parameters at 0.1x (the token embedding and `connect` among them); "head" = neck, decoder,
+// proj and the two position embeddings, 124 tensors and 42,884,609 at the full rate. Nothing
+// frozen, no weight decay.
+TEST(Cris, PaperConfigOptimizerGroupsAreTheOriginals) {
+  const Config config = Config::load(WICO_SOURCE_DIR "/configs/bottomup/cris_r50_clip.yaml",
+                                     {"cris.clip_pretrained=''"});
+  torch::nn::Module model;  // as the bottom_up model holds it
+  model.register_module("backend", std::make_shared<CrisBackend>(CrisBackendOptions::from_config(config)));
+  const train::OptimizerSetup setup = train::build_optimizer(model, config);
+  EXPECT_TRUE(setup.frozen.empty());
+  std::int64_t backbone_tensors = 0, head_tensors = 0, backbone = 0, head = 0;
+  std::map<std::string, std::int64_t> sizes;
+  for (const auto& p : model.named_parameters()) sizes[p.key()] = p.value().numel();
+  for (const auto& group : setup.groups) {
+    EXPECT_DOUBLE_EQ(group.weight_decay, 0.0) << group.name;
+    const bool slow = group.lr_multiplier == 0.1;
+    for (const auto& name : group.parameters) {
+      (slow ? backbone_tensors : head_tensors) += 1;
+      (slow ? backbone : head) += sizes.at(name);
+      if (name.find("token_embedding") != std::string::npos ||
+          name.find("attnpool.connect") != std::string::npos) {
+        EXPECT_TRUE(slow) << name;
+      }
+      if (name.find("positional_embedding") != std::string::npos) EXPECT_FALSE(slow) << name;
+    }
+  }
+  EXPECT_EQ(backbone_tensors, 325);
+  EXPECT_EQ(head_tensors, 124);
+  EXPECT_EQ(backbone, 103964513);
+  EXPECT_EQ(head, 42884609);
+  EXPECT_EQ(config.integer("train.param_groups_from"), 1);  // the first epoch at the full rate
 }
 
 // decode(E_p) is the forward's own logits (the batch's sentence kernels); it refuses to run
