@@ -20,9 +20,7 @@ summed over its events (elementwise ops left out, as in the C++ side's analytic 
 import importlib.util
 import json
 import os
-import statistics
 import sys
-import time
 import types
 import warnings
 
@@ -33,16 +31,11 @@ SOT, EOT = 49406, 49407
 # The profiler's events that carry the FLOP of matrix products and convolutions.
 MATRIX_OPS = {'aten::conv2d', 'aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm'}
 
-
-def median_time(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'scripts'))
+sys.path.insert(0, HERE)
+from make_cris_fixtures import randomise  # noqa: E402
+from timing import median_time  # noqa: E402
 
 
 def install_stubs():
@@ -52,23 +45,6 @@ def install_stubs():
         loguru.logger = types.SimpleNamespace(info=print, warning=print)
         sys.modules['loguru'] = loguru
 
-
-def randomise(model):
-    """scripts/make_cris_fixtures.py's randomisation: CLIP's own init zeroes every bn3 and leaves
-    the statistics at identity, which would hide most of the network from the comparison."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith('.weight') and p.dim() == 1:
-                p.uniform_(0.5, 1.5)
-            elif p.dim() > 1:
-                p.normal_(0, (p.numel() // p.shape[0]) ** -0.5)
-            else:
-                p.normal_(0, 0.2)
-        for name, b in model.named_buffers():
-            if name.endswith('running_mean'):
-                b.normal_(0, 0.2)
-            elif name.endswith('running_var'):
-                b.uniform_(0.5, 1.5)
 
 
 def token_ids(lengths):

@@ -9,10 +9,8 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
-#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -124,12 +122,7 @@ nlohmann::json bench_cris_against(const BenchContext& ctx, std::int64_t size) {
   }
   std::cout << "running CRIS.pytorch's model from " << ctx.against << " (" << threads
             << " threads)...\n";
-  const std::string run = fmt::format(
-      "import runpy, sys\nsys.argv = [{0}, {1}, {2}, '{3}', '{4}', '{5}', '{6}']\n"
-      "runpy.run_path({0}, run_name='__main__')\n",
-      nlohmann::json(script.string()).dump(), nlohmann::json(ctx.against).dump(),
-      nlohmann::json(scratch.path().string()).dump(), threads, ctx.repeats, ctx.warmup, size);
-  const nlohmann::json original = run_python_reference(ctx.python, run);
+  const nlohmann::json original = run_against_script(ctx, script, scratch.path(), size);
   if (original.is_null()) return {{"against", nullptr}};
 
   at::set_num_threads(threads);
@@ -167,24 +160,10 @@ nlohmann::json bench_cris_against(const BenchContext& ctx, std::int64_t size) {
     ours.backend->loss(out.logits, target).backward();
   };
   const double train_s = median_seconds(train_step, std::max(1, ctx.repeats / 2), 1);
-  // WICO_BENCH_PROFILE=FILE: one more training step under LibTorch's profiler, written as a
-  // Chrome trace (chrome://tracing, or summed by name) for the "where the time goes" figures,
-  // and one more forward (eval mode, inference) into FILE.forward.json.
-  if (const char* profile = std::getenv("WICO_BENCH_PROFILE"); profile && *profile) {
-    {
-      const torch::autograd::profiler::RecordProfile guard(profile);
-      train_step();
-    }
-    const std::string forward_profile = std::string(profile) + ".forward.json";
+  profile_if_asked(train_step, [&] {
     ours.eval();
-    {
-      const torch::autograd::profiler::RecordProfile guard(forward_profile);
-      const c10::InferenceMode inference;
-      (void)ours.backend->forward(batch);
-    }
-    std::cout << "profile of one training step: " << profile << ", of one forward: "
-              << forward_profile << "\n";
-  }
+    (void)ours.backend->forward(batch);
+  });
   const double their_forward = original["forward_s"].get<double>();
   const double their_train = original["train_step_s"].get<double>();
   const double their_gflop = original["flops"].get<double>() / 1e9;

@@ -13,27 +13,16 @@ Prints one JSON line: {"forward_s", "train_step_s", "threads", "torch"}.
 """
 import json
 import os
-import statistics
 import sys
-import time
 import warnings
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'scripts'))
+sys.path.insert(0, HERE)
 from make_lavt_ris_fixtures import install_stubs  # noqa: E402  (timm, mmcv, ... when missing)
-
-
-def median_time(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time  # noqa: E402
 
 
 def main():

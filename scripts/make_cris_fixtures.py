@@ -16,7 +16,6 @@ the inputs and the neck, decoder, projector-feature and logit outputs; meta: the
 import importlib.util
 import os
 import sys
-import types
 
 import torch
 
@@ -32,6 +31,26 @@ def load(checkout, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def randomise(model):
+    """Every weight random, batch norms' affine and statistics included (CLIP's own init zeroes
+    every bn3 and leaves the statistics at identity, which would hide most of the network from a
+    comparison); bench/cris_against.py uses it too."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            is_norm_weight = name.endswith('.weight') and p.dim() == 1
+            if is_norm_weight:
+                p.uniform_(0.5, 1.5)
+            elif p.dim() > 1:
+                p.normal_(0, (p.numel() // p.shape[0]) ** -0.5)
+            else:
+                p.normal_(0, 0.2)
+        for name, b in model.named_buffers():
+            if name.endswith('running_mean'):
+                b.normal_(0, 0.2)
+            elif name.endswith('running_var'):
+                b.uniform_(0.5, 1.5)
 
 
 def main():
@@ -56,20 +75,7 @@ def main():
                                               nhead=meta['num_head'], dim_ffn=meta['dim_ffn'],
                                               dropout=0.1, return_intermediate=False)
     model.proj = layers.Projector(meta['embed_dim'], meta['fpn_out'][1] // 2, 3)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            is_norm_weight = name.endswith('.weight') and p.dim() == 1
-            if is_norm_weight:
-                p.uniform_(0.5, 1.5)
-            elif p.dim() > 1:
-                p.normal_(0, (p.numel() // p.shape[0]) ** -0.5)
-            else:
-                p.normal_(0, 0.2)
-        for name, b in model.named_buffers():
-            if name.endswith('running_mean'):
-                b.normal_(0, 0.2)
-            elif name.endswith('running_var'):
-                b.uniform_(0.5, 1.5)
+    randomise(model)
     tensors = {}
 
     def put(name, t):

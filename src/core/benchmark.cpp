@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,9 +13,11 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <sstream>
 
@@ -52,6 +56,33 @@ double peak_resident_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+nlohmann::json run_against_script(const BenchContext& ctx, const std::filesystem::path& script,
+                                  const std::filesystem::path& out_dir, std::int64_t size) {
+  const std::string run = fmt::format(
+      "import runpy, sys\nsys.argv = [{0}, {1}, {2}, '{3}', '{4}', '{5}', '{6}']\n"
+      "runpy.run_path({0}, run_name='__main__')\n",
+      nlohmann::json(script.string()).dump(), nlohmann::json(ctx.against).dump(),
+      nlohmann::json(out_dir.string()).dump(), ctx.runtime.threads, ctx.repeats, ctx.warmup, size);
+  return run_python_reference(ctx.python, run);
+}
+
+void profile_if_asked(const std::function<void()>& train_step, const std::function<void()>& forward) {
+  const char* profile = std::getenv("WICO_BENCH_PROFILE");
+  if (!profile || !*profile) return;
+  {
+    const torch::autograd::profiler::RecordProfile guard(profile);
+    train_step();
+  }
+  const std::string forward_profile = std::string(profile) + ".forward.json";
+  {
+    const torch::autograd::profiler::RecordProfile guard(forward_profile);
+    const c10::InferenceMode inference;
+    forward();
+  }
+  std::cout << "profile of one training step: " << profile << ", of one forward: "
+            << forward_profile << "\n";
 }
 
 nlohmann::json run_python_reference(const std::string& python, const std::string& script) {

@@ -62,6 +62,17 @@ GemmRates gemm_rates(std::int64_t n = 2048);
 // The best of gemm_rates: the peak a model's rate is compared with, measured in the same run.
 double gemm_gflops(std::int64_t n = 2048);
 
+// `wico bench NAME --against CHECKOUT`: runs `script` (an original's side, bench/<name>_against.py)
+// as `script CHECKOUT OUT_DIR THREADS REPEATS WARMUP SIZE` with ctx's interpreter, threads and
+// repeats; its JSON line, or null JSON when Python or its torch is missing.
+nlohmann::json run_against_script(const BenchContext& ctx, const std::filesystem::path& script,
+                                  const std::filesystem::path& out_dir, std::int64_t size);
+
+// WICO_BENCH_PROFILE=FILE: one more `train_step` under LibTorch's profiler written to FILE and one
+// more `forward` (run in InferenceMode; the caller sets eval mode) to FILE.forward.json, Chrome
+// traces for the "where the time goes" figures (scripts/profile_summary.py); nothing when unset.
+void profile_if_asked(const std::function<void()>& train_step, const std::function<void()>& forward);
+
 // Runs `script` with `python` and parses its last stdout line as JSON. Returns null JSON (and
 // logs why) when the interpreter or its torch is missing, so a comparison is skipped, not faked.
 nlohmann::json run_python_reference(const std::string& python, const std::string& script);
