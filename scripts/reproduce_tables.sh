@@ -3,7 +3,9 @@
 # Usage: scripts/reproduce_tables.sh [DATA_ROOT] [RUNS] [CONFIGS] [SEEDS]
 #   defaults: data/synthetic runs/tables configs/tiny 0,1,2
 # For the real data sets and paper sizes: scripts/reproduce_tables.sh data/refer runs/paper
-# configs/paper (a folder with topdown.yaml, lavt.yaml, wico_lavt_mattnet.yaml at paper size).
+# configs/paper (a folder with topdown.yaml, lavt.yaml, cris.yaml, wico_lavt_mattnet.yaml and
+# wico_cris_mattnet.yaml at paper size). Every backend with a config there takes part (Table 2:
+# VLT, else LAVT, else CRIS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${1:-data/synthetic}"

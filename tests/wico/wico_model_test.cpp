@@ -197,6 +197,20 @@ TEST(WicoModel, FrozenBranchesGiveTheSameOutputAtEveryTrainingStep) {
   }
 }
 
+// The paper-size pairs as `wico tables --configs configs/paper` builds them (the branches from
+// configs/paper, whose top-down branch resizes by the shortest edge on its own): the pair's
+// wico.branch_set puts both branches in the pair's frame, so the pair builds.
+TEST(WicoModel, PaperPairsBuildFromTheTablesBranchConfigs) {
+  for (const std::string backend : {"lavt", "cris"}) {
+    const Config config = Config::load(
+        WICO_SOURCE_DIR "/configs/paper/wico_" + backend + "_mattnet.yaml",
+        {"wico.branches=[" WICO_SOURCE_DIR "/configs/paper/topdown.yaml, " WICO_SOURCE_DIR
+         "/configs/paper/" + backend + ".yaml]",
+         "train.init=[]"});
+    EXPECT_NO_THROW(WicoModel model(config)) << backend;
+  }
+}
+
 TEST(WicoModel, BranchConfigErrorsNameTheBranch) {
   const auto missing = test::thrown_message<ConfigError>([] { WicoModel m(pair("nope.yaml", kLavt)); });
   EXPECT_NE(missing.find("wico.branches[0]: no config file nope.yaml"), std::string::npos) << missing;
