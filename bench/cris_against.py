@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import types
-import warnings
 
 import torch
 
@@ -34,8 +33,8 @@ MATRIX_OPS = {'aten::conv2d', 'aten::mm', 'aten::addmm', 'aten::bmm', 'aten::bad
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'scripts'))
 sys.path.insert(0, HERE)
-from make_cris_fixtures import randomise  # noqa: E402
-from timing import median_time  # noqa: E402
+from tensor_fixture import randomise_weights  # noqa: E402
+from against_common import against_arguments, median_time  # noqa: E402
 
 
 def install_stubs():
@@ -58,10 +57,7 @@ def token_ids(lengths):
 
 
 def main():
-    root, out_dir = os.path.abspath(sys.argv[1]), sys.argv[2]
-    threads, repeats, warmup, size = (int(a) for a in sys.argv[3:7])
-    torch.set_num_threads(threads)
-    warnings.filterwarnings('ignore')
+    root, out_dir, threads, repeats, warmup, size = against_arguments()
     install_stubs()
     sys.path.insert(0, root)
     from model import clip
@@ -78,7 +74,7 @@ def main():
     model.decoder = TransformerDecoder(num_layers=3, d_model=512, nhead=8, dim_ffn=2048,
                                        dropout=0.1, return_intermediate=False)
     model.proj = Projector(1024, 512 // 2, 3)
-    randomise(model)
+    randomise_weights(model)
     image = torch.randn(2, 3, size, size)
     ids = token_ids([8, 12])
     target = (torch.rand(2, 1, size, size) > 0.7).float()

@@ -28,7 +28,6 @@ namespace {
 
 constexpr std::int64_t kClipStartOfText = 49406, kClipEndOfText = 49407;
 
-
 // A CLIP sequence as CRIS tokenises it: SOT, `bpe_ids` BPE ids, EOT (the highest id: the
 // sentence state is read there), then id-0 padding (masked in the decoder) to `words`.
 at::Tensor clip_token_ids(std::int64_t words, std::int64_t bpe_ids) {

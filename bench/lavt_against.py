@@ -14,7 +14,6 @@ Prints one JSON line: {"forward_s", "train_step_s", "threads", "torch"}.
 import json
 import os
 import sys
-import warnings
 
 import torch
 
@@ -22,14 +21,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'scripts'))
 sys.path.insert(0, HERE)
 from make_lavt_ris_fixtures import install_stubs  # noqa: E402  (timm, mmcv, ... when missing)
-from timing import median_time  # noqa: E402
+from against_common import against_arguments, median_time  # noqa: E402
 
 
 def main():
-    root, out_dir = os.path.abspath(sys.argv[1]), sys.argv[2]
-    threads, repeats, warmup, size = (int(a) for a in sys.argv[3:7])
-    torch.set_num_threads(threads)
-    warnings.filterwarnings('ignore')
+    root, out_dir, threads, repeats, warmup, size = against_arguments()
     install_stubs()
     sys.path.insert(0, root)
     import lib.backbone as backbone_mod

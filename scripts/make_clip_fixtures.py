@@ -20,7 +20,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tensor_fixture import write_fixture  # noqa: E402
+from tensor_fixture import randomise_weights, write_fixture  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'data', 'clip')
 
@@ -60,18 +60,7 @@ def main():
                       meta['vision_width'], None, meta['context_length'], meta['txt_length'],
                       meta['vocab_size'], meta['transformer_width'], meta['transformer_heads'],
                       meta['transformer_layers'])
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith('.weight') and ('bn' in name or '.1.weight' in name or 'ln' in name):
-                p.uniform_(0.5, 1.5)
-            else:
-                fan_in = p.numel() // p.shape[0] if p.dim() > 1 else 1
-                p.normal_(0, fan_in ** -0.5 if p.dim() > 1 else 0.2)
-        for name, b in model.named_buffers():
-            if name.endswith('running_mean'):
-                b.normal_(0, 0.2)
-            elif name.endswith('running_var'):
-                b.uniform_(0.5, 1.5)
+    randomise_weights(model)
     tensors = {}
 
     def put(name, t):

@@ -20,7 +20,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tensor_fixture import write_fixture  # noqa: E402
+from tensor_fixture import randomise_weights, write_fixture  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'data', 'cris')
 
@@ -31,26 +31,6 @@ def load(checkout, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def randomise(model):
-    """Every weight random, batch norms' affine and statistics included (CLIP's own init zeroes
-    every bn3 and leaves the statistics at identity, which would hide most of the network from a
-    comparison); bench/cris_against.py uses it too."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            is_norm_weight = name.endswith('.weight') and p.dim() == 1
-            if is_norm_weight:
-                p.uniform_(0.5, 1.5)
-            elif p.dim() > 1:
-                p.normal_(0, (p.numel() // p.shape[0]) ** -0.5)
-            else:
-                p.normal_(0, 0.2)
-        for name, b in model.named_buffers():
-            if name.endswith('running_mean'):
-                b.normal_(0, 0.2)
-            elif name.endswith('running_var'):
-                b.uniform_(0.5, 1.5)
 
 
 def main():
@@ -75,7 +55,7 @@ def main():
                                               nhead=meta['num_head'], dim_ffn=meta['dim_ffn'],
                                               dropout=0.1, return_intermediate=False)
     model.proj = layers.Projector(meta['embed_dim'], meta['fpn_out'][1] // 2, 3)
-    randomise(model)
+    randomise_weights(model)
     tensors = {}
 
     def put(name, t):
