@@ -8,6 +8,11 @@ find_package(nlohmann_json 3.9 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(ZLIB REQUIRED)
+# OpenMP: LibTorch's at::parallel_for is a header template that runs its body on one thread unless
+# the calling translation unit is compiled with OpenMP (_OPENMP decides, ATen/ParallelOpenMP.h), so
+# our own kernels (deformable attention, Winograd transforms, the mask pass, Swin's windows) need
+# it to use more than one core. GCC's -fopenmp links libgomp, the runtime Debian's LibTorch uses.
+find_package(OpenMP REQUIRED COMPONENTS CXX)
 if(WICO_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

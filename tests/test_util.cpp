@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <ATen/Parallel.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +14,12 @@
 #include <stdexcept>
 
 namespace wico::test {
+
+IntraOpThreads::IntraOpThreads(int threads) : previous_(at::get_num_threads()) {
+  at::set_num_threads(threads);
+}
+
+IntraOpThreads::~IntraOpThreads() { at::set_num_threads(previous_); }
 
 TempDir::TempDir() {
   static std::atomic<int> counter{0};

@@ -21,6 +21,21 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// LibTorch's intra-op thread count set for one scope, then restored. Tests of code that runs in
+// at::parallel_for set two or more: LibTorch's default can be a single thread (it is on the
+// 2-core CI machine), and a body that only ever runs on the calling thread proves nothing about
+// the others (it hid a thread-local-state bug in Swin's window attention).
+class IntraOpThreads {
+ public:
+  explicit IntraOpThreads(int threads);
+  ~IntraOpThreads();
+  IntraOpThreads(const IntraOpThreads&) = delete;
+  IntraOpThreads& operator=(const IntraOpThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together

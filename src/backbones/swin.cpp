@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "wico/core/error.h"
+#include "wico/core/parallel.h"
 
 namespace wico::backbones {
 
@@ -254,7 +255,7 @@ torch::Tensor windowwise_attention(const torch::Tensor& qkv5, const torch::Tenso
                             .contiguous();  // [nW or 1, heads, N, N]
   const auto nw = bias_all.size(0);
   auto out = at::empty({b, n, heads * hd}, qkv5.options());
-  at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
+  parallel_for_keeping_state(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
     auto logits = at::empty({heads, n, n}, qkv5.options());
     auto own_probs = probs ? torch::Tensor() : at::empty({heads, n, n}, qkv5.options());
     for (std::int64_t i = begin; i < end; ++i) {
@@ -306,7 +307,7 @@ struct WindowAttentionFunction : torch::autograd::Function<WindowAttentionFuncti
     const bool want_bias = ctx->needs_input_grad(1);
     std::mutex mutex;
     std::vector<std::pair<std::int64_t, torch::Tensor>> bias_parts;  // (chunk begin, sum)
-    at::parallel_for(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
+    parallel_for_keeping_state(0, b, 1, [&](std::int64_t begin, std::int64_t end) {
       auto d_probs = at::empty({heads, n, n}, qkv5.options());
       auto d_logits = at::empty({heads, n, n}, qkv5.options());
       auto bias_sum = want_bias ? at::zeros({heads, n, n}, qkv5.options()) : torch::Tensor();

@@ -84,8 +84,12 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
   // Stage 2 of the protocol (the matcher alone, on ground-truth candidates) needs the trunk only.
   const bool trunk_only =
       with_losses && !extractor_losses_ && on_ground_truth && !matcher_->uses_query_embeddings();
+  // The deep supervision only where the extractor's losses read it.
+  const bool extractor_learns = with_losses && extractor_losses_;
   const ExtractorOutput extracted =
-      trunk_only ? extractor_->trunk_features(batch.images) : extractor_->forward(batch.images);
+      trunk_only         ? extractor_->trunk_features(batch.images)
+      : extractor_learns ? extractor_->forward(batch.images)
+                         : extractor_->predict(batch.images);
   const bool need_truth = with_losses || on_ground_truth;
   InstanceCandidates truth;
   if (need_truth) {
@@ -100,7 +104,7 @@ TopDownOutput TopDownBranch::forward(const data::Batch& batch, bool with_losses)
       }
     }
   }
-  if (with_losses && extractor_losses_) {
+  if (extractor_learns) {
     // The extractor learns every instance but COCO's crowd regions, as Mask2Former's instance
     // mapper drops iscrowd annotations; the matcher still sees them as candidates.
     InstanceCandidates instances = truth;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "backbones/tensor_fixture.h"
+#include "test_util.h"
 #include "wico/core/error.h"
 
 namespace wico::backbones {
@@ -405,6 +406,7 @@ bool graph_has_node(const torch::Tensor& t, const std::string& name) {
 }
 
 TEST(SwinHelpers, WindowAttentionKernelGradientsMatchTheBatchedPathInDouble) {
+  const test::IntraOpThreads threads(2);
   // Training on the CPU in float runs the window-by-window kernel with its own backward; the
   // same module in double runs the generic batched path (the original's op sequence). Outputs
   // and the gradients of the input, both projections and the bias table must agree.

@@ -13,6 +13,7 @@
 #include <numeric>
 #include <vector>
 
+#include "test_util.h"
 #include "wico/core/error.h"
 #include "wico/topdown/mask2former/inference.h"
 
@@ -380,6 +381,7 @@ TEST(InstanceInference, OriginalKeepsTheTopQueryClassPairs) {
 // non-square output size, with an empty mask and a mask touching every border: scores
 // (probs * (logits > 0)).sum / (count + 1e-6), boxes of logits > 0, probabilities the sigmoid.
 TEST(InstanceInference, SummaryEqualsTheOriginalsFormulas) {
+  const test::IntraOpThreads threads(2);
   torch::manual_seed(11);
   const std::int64_t q = 6, k = 3, h = 9, w = 7, height = 30, width = 22;
   const at::Tensor cls = at::randn({1, q, k + 1});
@@ -402,6 +404,38 @@ TEST(InstanceInference, SummaryEqualsTheOriginalsFormulas) {
         class_prob.index({d.query_index[0], d.instances.classes[0]});  // [picked]
     EXPECT_LT((d.instances.scores[0] - pair_prob * mask_score).abs().max().item<double>(), 1e-6);
   }
+}
+
+// The same at the paper's 4x resize and beyond the sigmoid's float range: the fused pass's own
+// exp must saturate as torch's sigmoid does (logits of +-120), and rows wider than the vector
+// width leave a tail.
+TEST(InstanceInference, SummaryEqualsTheFormulasAtLargeLogitsAndWideRows) {
+  const test::IntraOpThreads threads(2);
+  torch::manual_seed(12);
+  const std::int64_t q = 4, k = 2, h = 30, w = 31, height = 120, width = 125;
+  const at::Tensor cls = at::randn({1, q, k + 1});
+  at::Tensor mask = at::randn({1, q, h, w}) * 40;  // |logit| up to about 150
+  mask[0][1] = at::linspace(-100, 100, h * w).view({h, w});
+  const Detections d =
+      detect_instances(cls, mask, q * k, height, width, InstanceInference::kOriginal);
+  const at::Tensor up = at::upsample_bilinear2d(
+      mask[0].index_select(0, d.query_index[0]).unsqueeze(0), at::IntArrayRef({height, width}),
+      false)[0];
+  const at::Tensor binary = (up > 0).to(at::kFloat);
+  const at::Tensor probs = up.sigmoid();
+  // Saturated pixels exactly as torch's sigmoid; elsewhere within the float resolution of a
+  // blend of logits this large (ulp(150) = 1.5e-5 on the logit, the sum's order differing).
+  const at::Tensor diff = (d.instances.masks[0] - probs).abs();
+  const at::Tensor saturated = up.abs() > 20;
+  ASSERT_GT(saturated.sum().item<std::int64_t>(), 1000);
+  EXPECT_LT(diff.masked_select(saturated).max().item<double>(), 1e-7);
+  EXPECT_LT(diff.max().item<double>(), 1e-4);
+  EXPECT_TRUE(at::equal(d.instances.boxes[0], boxes_of_masks(binary, 0.5)));
+  const at::Tensor mask_score =
+      (probs * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6);
+  const at::Tensor pair_prob = cls[0].softmax(-1).narrow(-1, 0, k).index(
+      {d.query_index[0], d.instances.classes[0]});
+  EXPECT_LT((d.instances.scores[0] - pair_prob * mask_score).abs().max().item<double>(), 1e-6);
 }
 
 TEST(InstanceInference, PerQueryPicksQueriesByClassTimesMaskScore) {

@@ -99,8 +99,7 @@ TEST(Mask2FormerParity, ClassAndMaskLogitsMatchTheOriginal) {
   EXPECT_LE(max_abs_diff(out.auxiliary.front().second, f.get("aux_first_masks")), kTolerance);
 }
 
-TEST(Mask2FormerParity, InstanceListMatchesTheOriginalsInstanceInference) {
-  const auto& out = loaded().output;
+void expect_the_originals_instances(const ExtractorOutput& out) {
   const auto& f = fixture();
   const std::int64_t top_k = f.meta().at("top_k"), size = f.meta().at("size");
   const Detections d = detect_instances(out.class_logits, out.mask_logits, top_k, size);
@@ -124,6 +123,25 @@ TEST(Mask2FormerParity, InstanceListMatchesTheOriginalsInstanceInference) {
     const at::Tensor ours = (c.masks[0][i] > 0.5).to(at::kFloat);
     EXPECT_LE((ours - their_masks[j]).abs().sum().item<double>(), 2.0) << "instance " << i;
   }
+}
+
+TEST(Mask2FormerParity, InstanceListMatchesTheOriginalsInstanceInference) {
+  expect_the_originals_instances(loaded().output);
+}
+
+// predict(): no deep supervision, the attention masks from mask features resized to each level
+// (docs/design.md); the final predictions and the instance list are still the original's.
+TEST(Mask2FormerParity, PredictGivesTheOriginalsPredictionsWithoutDeepSupervision) {
+  ExtractorOutput out;
+  {
+    const at::NoGradGuard no_grad;
+    out = loaded().extractor->predict(fixture().get("image"));
+  }
+  EXPECT_TRUE(out.auxiliary.empty());
+  EXPECT_LE(max_abs_diff(out.class_logits, fixture().get("pred_logits")), kTolerance);
+  EXPECT_LE(max_abs_diff(out.mask_logits, fixture().get("pred_masks")), kTolerance);
+  EXPECT_LE(max_abs_diff(out.c5, fixture().get("res5")), kTolerance);
+  expect_the_originals_instances(out);
 }
 
 }  // namespace

@@ -69,6 +69,7 @@ TEST(MsDeformAttnCore, ReferencePathMatchesThePythonReference) {
 // gradients of values, locations and weights, with points inside, on the border and outside
 // every level (odd sizes, a 1-pixel level, two images, several heads).
 TEST(MsDeformAttnCore, FusedKernelEqualsGridSamplePathWithGradients) {
+  const test::IntraOpThreads threads(2);
   torch::manual_seed(3);
   const SpatialShapes shapes{{5, 7}, {3, 2}, {1, 1}};
   const std::int64_t n = 2, m = 3, d = 5, lq = 11, levels = 3, points = 4, s = 35 + 6 + 1;
@@ -103,6 +104,7 @@ TEST(MsDeformAttnCore, FusedKernelEqualsGridSamplePathWithGradients) {
 // The inference pass from raw offsets and logits against softmax + locations + the core, with
 // reference points shared by two images or one per image.
 TEST(MsDeformAttnCore, FromOffsetsEqualsTheLayersSteps) {
+  const test::IntraOpThreads threads(2);
   torch::manual_seed(5);
   const SpatialShapes shapes{{6, 5}, {3, 3}};
   const std::int64_t n = 2, m = 2, d = 4, lq = 13, levels = 2, points = 3, s = 30 + 9;
@@ -124,6 +126,34 @@ TEST(MsDeformAttnCore, FromOffsetsEqualsTheLayersSteps) {
   EXPECT_THROW((void)ms_deform_attn_from_offsets(value, shapes, at::rand({1, lq, levels, 2}, opts),
                                                  offsets, logits.narrow(-1, 0, 5)),
                std::exception);
+}
+
+// The paper's head width (256 channels / 8 heads = 32) in float takes the fixed-width kernel (and
+// its AVX2 + FMA clone where the CPU has them): the same samples as the grid_sample path, from
+// given locations and from raw offsets, with points inside, on borders and outside the levels.
+TEST(MsDeformAttnCore, FixedWidthFloatKernelEqualsGridSamplePath) {
+  const test::IntraOpThreads threads(2);
+  torch::manual_seed(8);
+  const SpatialShapes shapes{{9, 11}, {5, 6}, {3, 3}};
+  const std::int64_t n = 2, m = 3, d = 32, lq = 37, levels = 3, points = 4, s = 99 + 30 + 9;
+  const auto value = at::randn({n, s, m, d});
+  auto loc = at::rand({n, lq, m, levels, points, 2}) * 1.6 - 0.3;
+  loc.select(1, 0).fill_(0.5);
+  const auto att = at::rand({n, lq, m, levels, points});
+  const at::NoGradGuard no_grad;
+  const auto expected = ms_deform_attn_core_reference(value, shapes, loc, att);
+  EXPECT_LT(max_abs_diff(ms_deform_attn_core(value, shapes, loc, att), expected), 1e-5);
+
+  const auto reference = at::rand({1, lq, levels, 2});
+  const auto offsets = at::randn({n, lq, m, levels, points, 2}) * 2;
+  const auto logits = at::randn({n, lq, m, levels * points});
+  std::vector<float> wh{11, 9, 6, 5, 3, 3};
+  const auto locations = reference.unsqueeze(2).unsqueeze(4) +
+                         offsets / at::tensor(wh).view({1, 1, 1, levels, 1, 2});
+  const auto weights = logits.softmax(-1).view({n, lq, m, levels, points});
+  EXPECT_LT(max_abs_diff(ms_deform_attn_from_offsets(value, shapes, reference, offsets, logits),
+                         ms_deform_attn_core_reference(value, shapes, locations, weights)),
+            1e-5);
 }
 
 // bfloat16 (autocast's CPU type, which grid_sample has no CPU kernel for) samples in float32.

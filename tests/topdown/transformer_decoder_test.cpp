@@ -46,7 +46,7 @@ std::vector<at::Tensor> small_levels(std::int64_t batch, std::int64_t channels) 
           at::randn({batch, channels, 7, 6})};
 }
 
-void check_parity(const std::string& label) {
+void check_parity(const std::string& label, bool auxiliary = true) {
   const auto& meta = fixture().meta().at(label);
   TransformerDecoderOptions o;
   o.in_channels = meta.at("in_channels");
@@ -72,11 +72,12 @@ void check_parity(const std::string& label) {
   for (int i = 0; i < 3; ++i)
     levels.push_back(fixture().get(label + ".input." + std::to_string(i)));
   const at::NoGradGuard no_grad;
-  const DecoderPredictions out = decoder->forward(levels, fixture().get(label + ".mask_features"));
+  const DecoderPredictions out =
+      decoder->forward(levels, fixture().get(label + ".mask_features"), auxiliary);
 
   constexpr double kTolerance = 1e-4;
-  ASSERT_EQ(static_cast<std::int64_t>(out.auxiliary.size()), o.num_layers);
-  for (std::int64_t i = 0; i <= o.num_layers; ++i) {
+  ASSERT_EQ(static_cast<std::int64_t>(out.auxiliary.size()), auxiliary ? o.num_layers : 0);
+  for (std::int64_t i = auxiliary ? 0 : o.num_layers; i <= o.num_layers; ++i) {
     const bool last = i == o.num_layers;
     const at::Tensor& cls = last ? out.class_logits : out.auxiliary[i].first;
     const at::Tensor& mask = last ? out.mask_logits : out.auxiliary[i].second;
@@ -92,6 +93,11 @@ void check_parity(const std::string& label) {
 TEST(MaskedDecoderParity, PostNorm) { check_parity("post"); }
 // Pre-norm with 1x1 input projections.
 TEST(MaskedDecoderParity, PreNormWithInputProjection) { check_parity("pre"); }
+// Inference without the deep supervision: the attention masks predicted at each level's size
+// from resized mask features give the original's final prediction (a wrong level size, resize
+// or order would change which keys are blocked, and the fixture blocks keys at every block).
+TEST(MaskedDecoderParity, PostNormWithoutAuxiliaryPredictions) { check_parity("post", false); }
+TEST(MaskedDecoderParity, PreNormWithoutAuxiliaryPredictions) { check_parity("pre", false); }
 
 TEST(MaskedDecoder, ShapesAndAuxiliaryCount) {
   at::manual_seed(1);

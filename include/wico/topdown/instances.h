@@ -51,8 +51,11 @@ struct ExtractorOutput {
 
 class InstanceExtractor : public torch::nn::Module {
  public:
-  // images [B, 3, H, W] (normalised) -> predictions.
+  // images [B, 3, H, W] (normalised) -> predictions, with the deep supervision the losses need.
   virtual ExtractorOutput forward(const at::Tensor& images) = 0;
+  // The same without what only the losses read (ExtractorOutput::auxiliary empty): what detect()
+  // and the matcher need, which an extractor may compute for less (Mask2Former: docs/design.md).
+  virtual ExtractorOutput predict(const at::Tensor& images) { return forward(images); }
   // Only what the matcher pools (c4, c5; the heads' outputs undefined): a matcher trained on
   // ground-truth instances over a frozen extractor needs no detections (the protocol's stage 2).
   virtual ExtractorOutput trunk_features(const at::Tensor& images) = 0;

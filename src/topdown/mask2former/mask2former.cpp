@@ -90,6 +90,14 @@ at::Tensor Mask2FormerExtractor::trunk_input(const at::Tensor& images) const {
 }
 
 ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
+  return run(images, /*auxiliary=*/true);
+}
+
+ExtractorOutput Mask2FormerExtractor::predict(const at::Tensor& images) {
+  return run(images, /*auxiliary=*/false);
+}
+
+ExtractorOutput Mask2FormerExtractor::run(const at::Tensor& images, bool auxiliary) {
   // Named scopes for the profiler (WICO_BENCH_PROFILE, scripts/profile_summary.py --scope).
   std::vector<at::Tensor> trunk;
   {
@@ -104,7 +112,7 @@ ExtractorOutput Mask2FormerExtractor::forward(const at::Tensor& images) {
   DecoderPredictions p;
   {
     RECORD_FUNCTION("wico::mask2former::transformer_decoder", std::vector<c10::IValue>());
-    p = predictor->forward(pixels.multi_scale, pixels.mask_features);
+    p = predictor->forward(pixels.multi_scale, pixels.mask_features, auxiliary);
   }
   ExtractorOutput out = with_trunk(trunk);
   out.class_logits = std::move(p.class_logits);

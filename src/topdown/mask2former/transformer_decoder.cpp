@@ -236,16 +236,13 @@ MaskedTransformerDecoderImpl::MaskedTransformerDecoderImpl(TransformerDecoderOpt
   mask_embed = register_module("mask_embed", MLP(o.hidden_dim, o.hidden_dim, o.mask_dim, 3));
 }
 
-MaskedTransformerDecoderImpl::Heads MaskedTransformerDecoderImpl::prediction_heads(
-    const at::Tensor& output, const at::Tensor& mask_features) {
-  Heads heads;
-  heads.queries = decoder_norm->forward(output);
-  heads.class_logits = nn::linear(heads.queries, class_embed);
-  const at::Tensor embed = mask_embed->forward(heads.queries);  // [B, Q, mask_dim]
-  // einsum("bqc,bchw->bqhw") as one batched product. One image: a plain matrix product (the
-  // BLAS runs it 1.4x faster than a batch of one at Q = 100); with channels-last features (the
-  // inference layout) their [HW, C] rows are a Linear layer's weight, which goes to the
-  // inference backend (wico/nn/linear.h).
+namespace {
+
+// einsum("bqc,bchw->bqhw", embed, mask_features) as one batched product. One image: a plain
+// matrix product (the BLAS runs it 1.4x faster than a batch of one at Q = 100); with
+// channels-last features (the inference layout) their [HW, C] rows are a Linear layer's weight,
+// which goes to the inference backend (wico/nn/linear.h).
+at::Tensor masks_from_embeddings(const at::Tensor& embed, const at::Tensor& mask_features) {
   const auto b = mask_features.size(0), c = mask_features.size(1), h = mask_features.size(2),
              w = mask_features.size(3);
   at::Tensor logits;
@@ -257,12 +254,28 @@ MaskedTransformerDecoderImpl::Heads MaskedTransformerDecoderImpl::prediction_hea
     const at::Tensor features = mask_features.flatten(2);  // [B, C, HW]
     logits = b == 1 ? at::mm(embed[0], features[0]).unsqueeze(0) : at::matmul(embed, features);
   }
-  heads.mask_logits = logits.view({b, embed.size(1), h, w});
+  return logits.view({b, embed.size(1), h, w});
+}
+
+}  // namespace
+
+MaskedTransformerDecoderImpl::Heads MaskedTransformerDecoderImpl::prediction_heads(
+    const at::Tensor& output, const at::Tensor& mask_features) {
+  Heads heads;
+  heads.queries = decoder_norm->forward(output);
+  heads.class_logits = nn::linear(heads.queries, class_embed);
+  heads.mask_logits = masks_from_embeddings(mask_embed->forward(heads.queries), mask_features);
   return heads;
 }
 
+at::Tensor MaskedTransformerDecoderImpl::mask_logits(const at::Tensor& output,
+                                                     const at::Tensor& mask_features) {
+  return masks_from_embeddings(mask_embed->forward(decoder_norm->forward(output)), mask_features);
+}
+
 DecoderPredictions MaskedTransformerDecoderImpl::forward(const std::vector<at::Tensor>& multi_scale,
-                                                         const at::Tensor& mask_features) {
+                                                         const at::Tensor& mask_features,
+                                                         bool auxiliary) {
   const auto& o = options_;
   if (static_cast<std::int64_t>(multi_scale.size()) != o.num_feature_levels) {
     throw Error("transformer decoder: expected " + std::to_string(o.num_feature_levels) +
@@ -292,11 +305,30 @@ DecoderPredictions MaskedTransformerDecoderImpl::forward(const std::vector<at::T
   at::Tensor output = query_feat->weight.unsqueeze(0).expand({b, -1, -1});
 
   DecoderPredictions out;
-  Heads heads = prediction_heads(output, mask_features);
-  at::Tensor attn_mask =
-      attention_mask_from_prediction(heads.mask_logits, sizes[0].first, sizes[0].second);
+  // The next block's attention mask from the queries so far: in the original (and whenever the
+  // deep supervision is wanted) from the full-resolution prediction, resized; otherwise
+  // predicted at the level's size from mask_features resized once per level.
+  std::vector<at::Tensor> level_features;
+  if (!auxiliary) {
+    const at::NoGradGuard no_grad;
+    for (const auto& [h, w] : sizes) {
+      level_features.push_back(at::upsample_bilinear2d(mask_features, at::IntArrayRef({h, w}),
+                                                       /*align_corners=*/false));
+    }
+  }
+  Heads heads;
+  auto attention_mask_for = [&](const at::Tensor& queries, std::int64_t level) {
+    if (auxiliary) {
+      heads = prediction_heads(queries, mask_features);
+      out.auxiliary.emplace_back(heads.class_logits, heads.mask_logits);
+      return attention_mask_from_prediction(heads.mask_logits, sizes[level].first,
+                                            sizes[level].second);
+    }
+    const at::NoGradGuard no_grad;
+    return mask_logits(queries, level_features[level]).sigmoid().flatten(2) < 0.5;
+  };
+  at::Tensor attn_mask = attention_mask_for(output, 0);
   for (std::int64_t i = 0; i < o.num_layers; ++i) {
-    out.auxiliary.emplace_back(heads.class_logits, heads.mask_logits);
     const std::int64_t level = i % o.num_feature_levels;
     // A query whose previous mask covers no key of this level attends to all of them.
     attn_mask = attn_mask.logical_and(attn_mask.all(-1, /*keepdim=*/true).logical_not());
@@ -305,10 +337,9 @@ DecoderPredictions MaskedTransformerDecoderImpl::forward(const std::vector<at::T
     output = transformer_self_attention_layers->ptr<SelfAttentionLayerImpl>(i)->forward(output,
                                                                                         query_pos);
     output = transformer_ffn_layers->ptr<FFNLayerImpl>(i)->forward(output);
-    heads = prediction_heads(output, mask_features);
-    const auto& next = sizes[(i + 1) % o.num_feature_levels];
-    attn_mask = attention_mask_from_prediction(heads.mask_logits, next.first, next.second);
+    if (i + 1 < o.num_layers) attn_mask = attention_mask_for(output, (i + 1) % o.num_feature_levels);
   }
+  heads = prediction_heads(output, mask_features);
   out.class_logits = heads.class_logits;
   out.mask_logits = heads.mask_logits;
   out.query_embeddings = heads.queries;

@@ -46,6 +46,7 @@ class Mask2FormerExtractor : public InstanceExtractor, public io::PretrainedWeig
   explicit Mask2FormerExtractor(Mask2FormerOptions options);
   std::vector<io::ImportReport> load_pretrained() override;
   ExtractorOutput forward(const at::Tensor& images) override;
+  ExtractorOutput predict(const at::Tensor& images) override;
   ExtractorOutput trunk_features(const at::Tensor& images) override;
   std::map<std::string, at::Tensor> loss(const ExtractorOutput& output,
                                          const InstanceCandidates& targets) override;
@@ -62,6 +63,8 @@ class Mask2FormerExtractor : public InstanceExtractor, public io::PretrainedWeig
   MaskedTransformerDecoder predictor{nullptr};  // the original's sem_seg_head.predictor
 
  private:
+  ExtractorOutput run(const at::Tensor& images, bool auxiliary);
+
   Mask2FormerOptions options_;
   SetCriterion criterion_;
 };

@@ -152,8 +152,15 @@ class MaskedTransformerDecoderImpl : public torch::nn::Module {
 
   // multi_scale: num_feature_levels maps [B, in_channels, h_l, w_l], coarsest first;
   // mask_features [B, mask_dim, H/4, W/4].
+  //
+  // auxiliary false (inference: nothing reads the deep supervision) leaves
+  // DecoderPredictions::auxiliary empty and predicts the masks that only steer the next block's
+  // attention at that block's level size directly, from mask_features resized to it: resizing
+  // is linear per channel, so resize(embed . features) = embed . resize(features) and the
+  // attention masks are the original's up to float rounding (a logit within about 1e-6 of 0 may
+  // fall on the other side), for a tenth of the products at paper size (docs/design.md).
   DecoderPredictions forward(const std::vector<at::Tensor>& multi_scale,
-                             const at::Tensor& mask_features);
+                             const at::Tensor& mask_features, bool auxiliary = true);
 
   // decoder_norm, class_embed, mask_embed on queries [B, Q, hidden]:
   // {class logits, mask logits, normalised queries}.
@@ -161,6 +168,9 @@ class MaskedTransformerDecoderImpl : public torch::nn::Module {
     at::Tensor class_logits, mask_logits, queries;
   };
   Heads prediction_heads(const at::Tensor& output, const at::Tensor& mask_features);
+  // The mask logits alone (decoder_norm, mask_embed and the product): the inference path's
+  // attention masks, which need no class logits.
+  at::Tensor mask_logits(const at::Tensor& output, const at::Tensor& mask_features);
 
   const TransformerDecoderOptions& options() const { return options_; }
 
