@@ -36,6 +36,18 @@ if(TARGET torch_cuda)
   endif()
 endif()
 message(STATUS "WiCo++ distributed backends: ${WICO_C10D_DEFINITIONS}")
+# HDF5's C library (libhdf5-dev): Keras HDF5 weight files (MCN's and VLT's), read by
+# src/io/keras_h5.cpp alone. Optional: without it such a file is an error that says to install it.
+# (Found by hand: CMake's FindHDF5 needs the C language enabled for its probe.)
+find_path(WICO_HDF5_INCLUDE_DIR hdf5.h PATH_SUFFIXES hdf5/serial)
+find_library(WICO_HDF5_LIBRARY NAMES hdf5_serial hdf5 PATH_SUFFIXES hdf5/serial)
+if(WICO_HDF5_INCLUDE_DIR AND WICO_HDF5_LIBRARY)
+  set(WICO_HAVE_HDF5 ON)
+  message(STATUS "WiCo++ Keras HDF5 weights: ${WICO_HDF5_LIBRARY}")
+else()
+  set(WICO_HAVE_HDF5 OFF)
+  message(STATUS "WiCo++ Keras HDF5 weights: off (install libhdf5-dev)")
+endif()
 # oneDNN (libdnnl-dev): the same library Debian's LibTorch runs its CPU convolutions on, called
 # directly by src/nn/winograd_conv.cpp for Winograd 3x3 convolutions. Optional: without it every
 # convolution runs LibTorch's own kernel.

@@ -13,9 +13,11 @@ PACKAGES=(
   libopencv-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev
   zlib1g-dev              # gzip-compressed CLIP BPE merges
+  libhdf5-dev             # Keras HDF5 weight files (MCN's and VLT's)
   clang libclang-rt-14-dev  # libFuzzer targets (WICO_BUILD_FUZZERS, asan preset)
   python3 python3-numpy python3-torch python3-torchvision  # reference outputs and benchmarks
   python3-pil             # Pillow: scripts/make_pil_resize_fixtures.py (data.resize_filter pil)
+  python3-h5py            # scripts/make_keras_h5_fixtures.py (Keras's HDF5 layout)
 )
 
 SUDO=""

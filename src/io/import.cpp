@@ -208,7 +208,7 @@ ImportReport import_weights(torch::nn::Module& module, const WeightFile& file, c
 
   std::unordered_map<std::string, std::string> fed;  // target -> source
   std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
-  std::size_t adapted = 0;
+  std::size_t adapted = 0, converted = 0;
   for (const Mapped& m : mapped) {
     const auto it = by_name.find(m.target);
     if (it == by_name.end()) {
@@ -223,7 +223,8 @@ ImportReport import_weights(torch::nn::Module& module, const WeightFile& file, c
       throw Error(detail::concat(file.path.string(), ": map '", map.name, "' feeds '", m.target,
                                  "' from both '", at->second, "' and '", m.source, "'"));
     }
-    at::Tensor source = m.tensor;
+    at::Tensor source = map.convert ? map.convert(m.source, m.tensor) : m.tensor;
+    if (map.convert && !source.is_same(m.tensor)) ++converted;
     if (source.sizes() != it->second.sizes()) {
       std::optional<at::Tensor> fitted;
       if (map.adapt) fitted = map.adapt(m.target, source, it->second);
@@ -237,6 +238,9 @@ ImportReport import_weights(torch::nn::Module& module, const WeightFile& file, c
     }
     report.matched.push_back(m.target);
     copies.emplace_back(it->second, source);
+  }
+  if (converted > 0) {
+    report.rules.push_back(detail::concat(map.convert_description, ": ", converted, " tensors"));
   }
   if (adapted > 0) {
     report.rules.push_back(detail::concat(map.adapt_description, ": ", adapted, " tensors"));

@@ -232,6 +232,34 @@ std::vector<NameMap> builtin_maps() {
     m.ignored_unexpected.emplace_back("^backbone\\.stem\\.fc\\.");
     maps.push_back(std::move(m));
   }
+  {
+    NameMap m;
+    m.name = "darknet_keras";
+    m.description = "Keras Darknet-53 + YOLOv3 head (MCN's yolov3_480000.h5, VLT's best_map.h5: "
+                    "conv2d_k, batch_normalization_k) -> our Darknet (cbl.{k-1}; k <= 58)";
+    // Keras numbers layers from 1 in creation order; our CBLs from 0. VLT's and YOLOv3's layers
+    // past the 58th are other modules.
+    for (int k = 1; k <= 58; ++k) {
+      const std::string keras = std::to_string(k), ours = "cbl." + std::to_string(k - 1);
+      m.renames.emplace_back("^conv2d_" + keras + "/conv2d_" + keras + "/kernel:0$",
+                             ours + ".conv.weight");
+      const std::string bn = "^batch_normalization_" + keras + "/batch_normalization_" + keras;
+      m.renames.emplace_back(bn + "/gamma:0$", ours + ".bn.weight");
+      m.renames.emplace_back(bn + "/beta:0$", ours + ".bn.bias");
+      m.renames.emplace_back(bn + "/moving_mean:0$", ours + ".bn.running_mean");
+      m.renames.emplace_back(bn + "/moving_variance:0$", ours + ".bn.running_var");
+    }
+    m.ignored_unexpected.emplace_back("^(conv2d|batch_normalization)_[0-9]+/");
+    m.expected_missing.emplace_back("num_batches_tracked$");
+    m.convert = [](const std::string& file_name, const at::Tensor& t) {
+      // Keras convolution kernels are [kh, kw, in, out]; ours [out, in, kh, kw].
+      const bool kernel = t.dim() == 4 && file_name.size() >= 9 &&
+                          file_name.compare(file_name.size() - 9, 9, "/kernel:0") == 0;
+      return kernel ? t.permute({3, 2, 0, 1}).contiguous() : t;
+    };
+    m.convert_description = "Keras HWIO kernels -> OIHW";
+    maps.push_back(std::move(m));
+  }
   return maps;
 }
 

@@ -19,6 +19,7 @@ const char* format_name(WeightFormat format) {
     case WeightFormat::kSafetensors: return "safetensors";
     case WeightFormat::kTorchScript: return "TorchScript";
     case WeightFormat::kPickle: return "pickle";
+    case WeightFormat::kKerasH5: return "Keras HDF5";
   }
   return "?";
 }
@@ -78,6 +79,7 @@ WeightFormat detect_weight_format(const std::filesystem::path& path) {
     return zip_has_constants(path) ? WeightFormat::kTorchScript : WeightFormat::kTorchZip;
   }
   if (is_legacy_torch_stream(head)) return WeightFormat::kTorchLegacy;
+  if (head.compare(0, 8, "\x89HDF\r\n\x1a\n") == 0) return WeightFormat::kKerasH5;
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(head[i]); };
   // safetensors: a u64 header length (under 2^40: bytes 5-7 zero), then JSON. Its first byte can
   // be 0x80 and the second 2..5, like a pickle's PROTO; a pickle's third byte is never 0.
@@ -96,7 +98,7 @@ WeightFormat detect_weight_format(const std::filesystem::path& path) {
   if (length_like) return WeightFormat::kSafetensors;  // malformed: its reader says how
   throw Error(detail::concat(path.string(), ": unknown weight file format at byte offset 0 (first "
                              "bytes ", hex_prefix(head), "); expected a torch.save zip or legacy "
-                             "file, safetensors, a TorchScript archive or a pickle"));
+                             "file, safetensors, a TorchScript archive, a pickle or a Keras HDF5 file"));
 }
 
 WeightFile read_weights(const std::filesystem::path& path) {
@@ -106,6 +108,7 @@ WeightFile read_weights(const std::filesystem::path& path) {
     case WeightFormat::kSafetensors: return read_safetensors(path);
     case WeightFormat::kTorchScript: return read_torchscript(path);
     case WeightFormat::kPickle: return read_weight_pickle(path);
+    case WeightFormat::kKerasH5: return read_keras_h5(path);
   }
   throw Error("unreachable");
 }

@@ -180,7 +180,9 @@ TEST(Cris, PaperConfigOptimizerGroupsAreTheOriginals) {
           name.find("attnpool.connect") != std::string::npos) {
         EXPECT_TRUE(slow) << name;
       }
-      if (name.find("positional_embedding") != std::string::npos) EXPECT_FALSE(slow) << name;
+      if (name.find("positional_embedding") != std::string::npos) {
+        EXPECT_FALSE(slow) << name;
+      }
     }
   }
   EXPECT_EQ(backbone_tensors, 325);

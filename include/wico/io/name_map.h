@@ -42,6 +42,11 @@ struct NameMap {
   std::function<std::optional<at::Tensor>(const std::string&, const at::Tensor&, const at::Tensor&)>
       adapt;
   std::string adapt_description;
+  // (the file's name, its tensor) -> the tensor in our layout, applied to every tensor before
+  // shapes are compared: a layout the original always uses (Keras's HWIO kernels), which a shape
+  // check alone could not tell apart where both layouts share a shape. Unset: as read.
+  std::function<at::Tensor(const std::string&, const at::Tensor&)> convert;
+  std::string convert_description;
 };
 
 // By name; an unknown one is a ConfigError listing the maps.

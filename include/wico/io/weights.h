@@ -1,6 +1,6 @@
 // Reading the weight files the originals publish, natively: torch.save zip (PyTorch >= 1.6) and
-// legacy streams, safetensors, TorchScript archives and plain pickles of numpy arrays or torch
-// tensors (detectron2 / Mask2Former model zoo). The format is found from the file's first bytes.
+// legacy streams, safetensors, TorchScript archives, plain pickles of numpy arrays or torch
+// tensors (detectron2 / Mask2Former model zoo) and Keras HDF5 files (MCN, VLT). The format is found from the file's first bytes.
 //
 // A file reads as a flat list of named tensors plus the non-tensor values it holds. Names join
 // the keys of nested dicts with '.', list and tuple elements by index, an argparse.Namespace or
@@ -31,7 +31,7 @@
 
 namespace wico::io {
 
-enum class WeightFormat { kTorchZip, kTorchLegacy, kSafetensors, kTorchScript, kPickle };
+enum class WeightFormat { kTorchZip, kTorchLegacy, kSafetensors, kTorchScript, kPickle, kKerasH5 };
 const char* format_name(WeightFormat format);  // "torch zip", "torch legacy", ...
 
 struct WeightFile {
@@ -64,6 +64,11 @@ WeightFile read_torch_legacy(const std::filesystem::path& path);
 WeightFile read_safetensors(const std::filesystem::path& path);
 WeightFile read_torchscript(const std::filesystem::path& path);
 WeightFile read_weight_pickle(const std::filesystem::path& path);
+// Keras 2.x HDF5 (model.save or model.save_weights; src/io/keras_h5.cpp): tensors named by their
+// path below the weights group ("conv2d_1/conv2d_1/kernel:0"), kernels in Keras's layouts (HWIO
+// convolutions, [in, out] dense and recurrent kernels), float32 (float64 kept, integers int64);
+// keras_version and backend in `metadata`. A build without libhdf5-dev says so.
+WeightFile read_keras_h5(const std::filesystem::path& path);
 
 // Writes tensors (contiguous copies, little-endian, ordered by alignment then name as the
 // reference writer does) and string metadata. Written to path + ".tmp", then renamed.
