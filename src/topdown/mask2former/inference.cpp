@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #endif
 
+#include "wico/core/cpu_features.h"
 #include "wico/core/error.h"
 
 namespace wico::topdown {
@@ -198,8 +199,7 @@ RowSums squash_row_baseline(const float* top, const float* bottom, float a, floa
   return squash_row(top, bottom, a, b, 0, width, row, p);
 }
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define WICO_MASKS_AVX2 1
+#ifdef WICO_X86_TARGET_CLONES
 // squash_row with AVX2 + FMA intrinsics, 8 columns at a time (GCC leaves the scalar-looking
 // version unvectorised when compiled for AVX2: measured 8x slower than this on the sigmoid);
 // the same exp polynomial.
@@ -251,10 +251,6 @@ __attribute__((target("avx2,fma"))) RowSums squash_row_avx2(const float* top, co
   return sums;
 }
 
-bool cpu_has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
 #endif
 
 // logits [k, h, w] at the predictions' size -> each mask resized bilinearly (align_corners
@@ -286,7 +282,7 @@ MaskSummary summarise_masks(const at::Tensor& logits, std::int64_t height, std::
   float* scores = out.scores.data_ptr<float>();
   float* boxes = out.boxes.data_ptr<float>();
   at::parallel_for(0, k, 1, [&](std::int64_t begin, std::int64_t end) {
-#ifdef WICO_MASKS_AVX2
+#ifdef WICO_X86_TARGET_CLONES
     if (cpu_has_avx2_fma()) {
       summarise_mask_range(in, h, w, rows, cols, height, width, probabilities, scores, boxes, begin,
                            end, squash_row_avx2);

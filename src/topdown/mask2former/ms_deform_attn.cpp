@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "wico/core/cpu_features.h"
 #include "wico/core/error.h"
 #include "wico/nn/linear.h"
 
@@ -203,8 +204,7 @@ inline void forward_range(const CoreGeometry& g, const T* value, const T* locati
 // The paper's head width (256 / 8 heads) in float, compiled for AVX2 + FMA as well: the baseline
 // x86-64 build's 4-wide SSE arithmetic bounded the sampling pass (measured: 1.7x the time of
 // this clone on an AVX-512 EPYC). Chosen at run time by what the CPU supports.
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define WICO_DEFORM_AVX2 1
+#ifdef WICO_X86_TARGET_CLONES
 __attribute__((target("avx2,fma"))) void forward_from_offsets_range_avx2(
     const CoreGeometry& g, const float* value, const float* reference,
     std::int64_t reference_rows, const float* offsets, const float* logits, float* out,
@@ -222,10 +222,6 @@ __attribute__((target("avx2,fma"))) void forward_range_avx2(const CoreGeometry& 
   forward_range<float, 32>(g, value, locations, weights, out, begin, end);
 }
 
-bool cpu_has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
 #endif
 
 // out[n, q, m, :] for every image, query and head from sampling locations and weights.
@@ -235,7 +231,7 @@ void deform_forward(const CoreGeometry& g, const T* value, const T* locations, c
   at::parallel_for(0, g.n * g.lq, 16, [&](std::int64_t begin, std::int64_t end) {
     if constexpr (std::is_same_v<T, float>) {
       if (g.d == 32) {
-#ifdef WICO_DEFORM_AVX2
+#ifdef WICO_X86_TARGET_CLONES
         if (cpu_has_avx2_fma()) {
           forward_range_avx2(g, value, locations, weights, out, begin, end);
           return;
@@ -260,7 +256,7 @@ void deform_forward_from_offsets(const CoreGeometry& g, const T* value, const T*
   at::parallel_for(0, g.n * g.lq, 16, [&](std::int64_t begin, std::int64_t end) {
     if constexpr (std::is_same_v<T, float>) {
       if (g.d == 32) {
-#ifdef WICO_DEFORM_AVX2
+#ifdef WICO_X86_TARGET_CLONES
         if (cpu_has_avx2_fma()) {
           forward_from_offsets_range_avx2(g, value, reference, reference_rows, offsets, logits,
                                           out, begin, end);
