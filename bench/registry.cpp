@@ -11,6 +11,7 @@ nlohmann::json bench_eval(const BenchContext& ctx);
 nlohmann::json bench_swin(const BenchContext& ctx);
 nlohmann::json bench_lavt(const BenchContext& ctx);
 nlohmann::json bench_cris(const BenchContext& ctx);
+nlohmann::json bench_vlt(const BenchContext& ctx);
 nlohmann::json bench_wico(const BenchContext& ctx);
 nlohmann::json bench_resnet(const BenchContext& ctx);
 nlohmann::json bench_topdown(const BenchContext& ctx);
@@ -34,6 +35,9 @@ void register_builtin_benchmarks(Registry<Benchmark>& registry) {
   registry.add("cris", bench_cris,
                "paper-size CRIS R50 forward at 416x416: time, peak memory, FLOP rate vs the GEMM "
                "rate");
+  registry.add("vlt", bench_vlt,
+               "paper-size VLT forward at 416x416 vs the GEMM rate; its Darknet-53 vs the same "
+               "network in python3-torch");
   registry.add("wico", bench_wico,
                "paper-size WiCo (LAVT + Mask2Former/MAttNet): CFI + GSI's cost vs the two branches");
   registry.add("resnet", bench_resnet,

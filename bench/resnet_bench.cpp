@@ -62,17 +62,8 @@ nlohmann::json bench_resnet(const BenchContext& ctx) {
   at::set_num_threads(threads);
   const double gemm_rate = gemm_gflops();
 
-  std::string script = kPythonResNet;
-  auto replace = [&](const std::string& key, const std::string& value) {
-    for (auto at = script.find(key); at != std::string::npos; at = script.find(key)) {
-      script.replace(at, key.size(), value);
-    }
-  };
-  replace("THREADS", std::to_string(threads));
-  replace("SIZE", std::to_string(size));
-  replace("WARMUP", std::to_string(warmup));
-  replace("REPEATS", std::to_string(ctx.repeats));
-  const auto reference = run_python_reference(ctx.python, script);
+  const auto reference = run_python_reference(
+      ctx.python, timing_script(kPythonResNet, threads, size, warmup, ctx.repeats));
 
   torch::manual_seed(0);
   const auto options = backbones::ResNetOptions::resnet50();  // frozen batch norms

@@ -12,7 +12,9 @@ nothing of our NCHW path is reused), at a narrow width with the original's depth
 
 Writes tests/data/darknet/darknet_keras.h5 in Keras's save_weights layout (the layers the
 original creates, weightless ones included, plus YOLOv3's conv2d_59 detection conv, which a
-Darknet import ignores) and darknet.{json,bin}: the NCHW input and, for both phases, the three
+Darknet import ignores), the same weights as Darknet's own darknet.weights (header 0.2.0 with an
+8-byte seen count; per convolution beta, gamma, mean, variance, then the OIHW kernel; 21 floats of
+a detection layer after the 58 sections) and darknet.{json,bin}: the NCHW input and, for both phases, the three
 taps (stage 3, stage 4, after the head) transposed to NCHW.
 
   /usr/bin/python3 scripts/make_darknet_fixtures.py tests/data/darknet
@@ -145,6 +147,18 @@ def write_keras_h5(path, layers):
                 g.create_dataset(w, value.shape, dtype="float32")[...] = value.astype(np.float32)
 
 
+def write_darknet_weights(path, layers):
+    """pjreddie/darknet src/parser.c save_convolutional_weights, in cfg order."""
+    with open(path, "wb") as f:
+        np.array([0, 2, 0], dtype="<i4").tofile(f)
+        np.array([123456], dtype="<u8").tofile(f)
+        for w in layers:
+            for values in (w["beta"], w["gamma"], w["moving_mean"], w["moving_variance"],
+                           w["kernel"].transpose(3, 2, 0, 1)):
+                np.ascontiguousarray(values, dtype="<f4").tofile(f)
+        np.arange(21, dtype="<f4").tofile(f)  # a later layer's floats, not read
+
+
 def main(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     layers = make_layers()
@@ -153,6 +167,7 @@ def main(out_dir):
         for key in ("kernel", "gamma", "beta", "moving_mean", "moving_variance"):
             w[key] = w[key].astype(np.float32).astype(np.float64)
     write_keras_h5(os.path.join(out_dir, "darknet_keras.h5"), layers)
+    write_darknet_weights(os.path.join(out_dir, "darknet.weights"), layers)
     x = rng.normal(0, 1, (BATCH, SIZE, SIZE, 3)).astype(np.float32).astype(np.float64)
     tensors = {"input": torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32).copy())}
     for phase, training in (("eval", False), ("train", True)):

@@ -48,7 +48,28 @@ ConvBnLeakyImpl::ConvBnLeakyImpl(std::int64_t in, std::int64_t out, std::int64_t
 at::Tensor ConvBnLeakyImpl::forward(const at::Tensor& x) {
   // ZeroPadding2D(((1, 0), (1, 0))): one row on top, one column on the left.
   const at::Tensor in = stride_ == 2 ? at::constant_pad_nd(x, {1, 0, 1, 0}, 0.0) : x;
+  if (folded_weight_.defined() && !is_training()) {
+    const auto& o = conv->options;
+    const auto padding = c10::get<torch::ExpandingArray<2>>(o.padding());
+    at::Tensor y = at::conv2d(in, folded_weight_, folded_bias_, *o.stride(), *padding,
+                              *o.dilation());
+    return y.requires_grad() ? at::leaky_relu(y, slope_) : at::leaky_relu_(y, slope_);
+  }
   return at::leaky_relu(bn->forward(conv->forward(in)), slope_);
+}
+
+void ConvBnLeakyImpl::fold_batch_norm() {
+  const at::NoGradGuard no_grad;
+  const at::Tensor scale = bn->weight / at::sqrt(bn->running_var + bn->options.eps());
+  folded_weight_ = (conv->weight * scale.view({-1, 1, 1, 1}))
+                       .contiguous(conv->weight.suggest_memory_format());
+  folded_bias_ = bn->bias - bn->running_mean * scale;
+}
+
+void fold_batch_norms(torch::nn::Module& module) {
+  for (const auto& m : module.modules(/*include_self=*/false)) {
+    if (auto* cbl = m->as<ConvBnLeakyImpl>()) cbl->fold_batch_norm();
+  }
 }
 
 void ConvBnLeakyImpl::freeze() {
@@ -99,6 +120,31 @@ DarknetFeatures DarknetImpl::forward(const at::Tensor& images) {
   for (std::int64_t i = 0; i < options_.head_convs; ++i) x = run(x);
   out.stride32 = x;
   return out;
+}
+
+std::vector<io::DarknetConvSection> darknet_sections(const DarknetOptions& o) {
+  o.validate();
+  std::vector<io::DarknetConvSection> sections;
+  auto add = [&](std::int64_t in, std::int64_t out, std::int64_t kernel) {
+    sections.push_back({out, in, kernel, true});
+  };
+  // The same walk as DarknetImpl's constructor.
+  add(o.in_channels, o.width, 3);
+  std::int64_t channels = o.width;
+  for (std::size_t s = 0; s < o.blocks.size(); ++s) {
+    const std::int64_t c = o.stage_channels(static_cast<std::int64_t>(s));
+    add(channels, c, 3);
+    for (std::int64_t b = 0; b < o.blocks[s]; ++b) {
+      add(c, c / 2, 1);
+      add(c / 2, c, 3);
+    }
+    channels = c;
+  }
+  for (std::int64_t i = 0; i < o.head_convs; ++i) {
+    const bool reduce = i % 2 == 0;
+    add(reduce ? channels : channels / 2, reduce ? channels / 2 : channels, reduce ? 1 : 3);
+  }
+  return sections;
 }
 
 }  // namespace wico::backbones

@@ -3,6 +3,7 @@
 #include "wico/bottomup/backend.h"
 #include "wico/bottomup/cris/cris_backend.h"
 #include "wico/bottomup/lavt/lavt.h"
+#include "wico/bottomup/vlt/vlt_backend.h"
 #include "wico/core/config.h"
 #include "wico/core/schema.h"
 
@@ -24,6 +25,9 @@ const std::vector<BuiltinBackend>& builtin_backends() {
       {"cris", [](const Config& c) { return std::make_shared<CrisBackend>(CrisBackendOptions::from_config(c)); },
        "CRIS: CLIP ResNet + CLIP text, sentence-gated neck, vision-language decoder, "
        "text-to-pixel dynamic kernel (DerrickWang005/CRIS.pytorch)", add_cris_keys},
+      {"vlt", [](const Config& c) { return std::make_shared<VltBackend>(VltBackendOptions::from_config(c)); },
+       "VLT: Darknet-53 + GloVe Bi-GRU, query generation, transformer, query balance "
+       "(henghuiding/Vision-Language-Transformer)", add_vlt_keys},
   };
   return backends;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <array>
 #include <chrono>
 #include <cstdlib>
@@ -83,6 +84,22 @@ void profile_if_asked(const std::function<void()>& train_step, const std::functi
   }
   std::cout << "profile of one training step: " << profile << ", of one forward: "
             << forward_profile << "\n";
+}
+
+std::string timing_script(std::string script, int threads, std::int64_t size, int warmup,
+                          int repeats) {
+  const std::pair<const char*, std::string> values[] = {
+      {"THREADS", std::to_string(threads)},
+      {"SIZE", std::to_string(size)},
+      {"WARMUP", std::to_string(warmup)},
+      {"REPEATS", std::to_string(repeats)}};
+  for (const auto& [key, value] : values) {
+    const std::string k = key;
+    for (auto at = script.find(k); at != std::string::npos; at = script.find(k, at + value.size())) {
+      script.replace(at, k.size(), value);
+    }
+  }
+  return script;
 }
 
 nlohmann::json run_python_reference(const std::string& python, const std::string& script) {

@@ -38,10 +38,12 @@ void add_data_keys(Schema& schema) {
             {"error", "skip"})
       .integer("data.input_size", 480, "network input side S (LAVT 480, CRIS/VLT 416)", 16, 4096)
       .text("data.resize", "plain", "plain: resize to S x S (LAVT); letterbox: keep the aspect "
-            "ratio and pad with data.fill (CRIS, VLT); shortest_edge: detectron2's "
+            "ratio, warp onto a canvas of the normalisation mean (CRIS); paste: MCN/VLT's "
+            "letterbox (resize to int(w s) x int(h s), paste centred on the normalisation's "
+            "fill); shortest_edge: detectron2's "
             "ResizeShortestEdge (data.min_size, data.max_size; Mask2Former's test-time resize), "
             "the canvas padded to data.size_divisibility, not square",
-            {"plain", "letterbox", "shortest_edge"})
+            {"plain", "letterbox", "paste", "shortest_edge"})
       .integer("data.min_size", 800, "shortest_edge: the shorter side's length (800)", 1, 65536)
       .integer("data.max_size", 1333, "shortest_edge: the longer side's cap (1333)", 1, 65536)
       .integer("data.size_divisibility", 32, "shortest_edge: canvas sides a multiple of this (32)",
@@ -60,16 +62,21 @@ void add_data_keys(Schema& schema) {
       .flag("data.soft_targets", false,
             "the training target resampled bilinearly from its 0/255 mask and kept fractional "
             "at the edges (CRIS's soft masks); false: nearest, 0/1")
-      .text("data.normalize", "imagenet", "mean/std of the backbone's pre-training",
-            {"imagenet", "clip"})
+      .text("data.normalize", "imagenet",
+            "mean/std of the backbone's pre-training; vlt: pixels / 255 as they are, the paste "
+            "letterbox's border 0.5 (MCN/VLT)",
+            {"imagenet", "clip", "vlt"})
       .integer("data.batch_size", 8, "samples per batch (per process)", 1, 65536)
       .integer("data.workers", 2, "loader worker threads", 0, 256)
       .integer("data.prefetch", 4, "batches prepared ahead of the consumer", 1, 1024)
-      .text("text.tokenizer", "wordpiece", "word (MAttNet/VLT vocabulary from the training split), "
-            "wordpiece (BERT), clip (CLIP BPE)", {"word", "wordpiece", "clip"})
+      .text("text.tokenizer", "wordpiece", "word (MAttNet vocabulary from the training split), "
+            "wordpiece (BERT), clip (CLIP BPE), glove (whitespace words as rows of fixed word "
+            "vectors: VLT)", {"word", "wordpiece", "clip", "glove"})
       .text("text.vocab", "",
-            "vocabulary file (BERT vocab.txt, CLIP merges .gz, or a saved word list); empty: "
-            "the bundled one (wordpiece, clip) or counted on the training split (word)")
+            "vocabulary file (BERT vocab.txt, CLIP merges .gz, a saved word list, or for glove "
+            "the vectors: GloVe's text format or its cache); empty: the bundled one (wordpiece, "
+            "clip), counted on the training split (word), or the synthetic set's random vectors "
+            "<data.root>/word_vectors.txt (glove)")
       .integer("text.max_length", 20, "tokens per sentence including special tokens (LAVT 20, "
                "CRIS 17/22)", 2, 512)
       .integer("text.min_word_count", 1, "word tokenizer: words seen fewer times become UNK", 1,

@@ -7,7 +7,11 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "wico/core/error.h"
 
@@ -204,6 +208,46 @@ at::Tensor GloveVectors::sentence(const std::string& text, std::int64_t length) 
                                at::kFloat));
   }
   return out;
+}
+
+std::int64_t GloveVectors::index(const std::string& word) const {
+  const auto it = index_.find(word);
+  return it == index_.end() ? -1 : it->second;
+}
+
+at::Tensor GloveVectors::table() const {
+  return at::from_blob(const_cast<float*>(values_.data()), {size(), dim_}, at::kFloat);
+}
+
+std::shared_ptr<const GloveVectors> GloveVectors::shared(const std::filesystem::path& path) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<const GloveVectors>> cache;
+  std::error_code error;
+  std::filesystem::path key = std::filesystem::canonical(path, error);
+  if (error) key = path;  // read() names the missing file
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (auto held = cache[key.string()].lock()) return held;
+  auto vectors = std::make_shared<const GloveVectors>(read(path));
+  cache[key.string()] = vectors;
+  return vectors;
+}
+
+GloveTokenizer::GloveTokenizer(std::shared_ptr<const GloveVectors> vectors, int max_length)
+    : vectors_(std::move(vectors)), max_length_(max_length) {
+  WICO_CHECK(vectors_ != nullptr && max_length_ > 0,
+             "the glove tokenizer needs vectors and a positive max_length");
+}
+
+Encoding GloveTokenizer::encode(const std::string& text) const {
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> tokens;
+  std::istringstream words(text);
+  std::string word;
+  while (static_cast<int>(ids.size()) < max_length_ && words >> word) {
+    ids.push_back(vectors_->index(word) + 1);
+    tokens.push_back(word);
+  }
+  return pad_encoding(std::move(ids), std::move(tokens), max_length_, pad_id());
 }
 
 }  // namespace wico::data

@@ -36,12 +36,13 @@ LoaderOptions LoaderOptions::from_config(const Config& config) {
   o.seed = static_cast<std::uint64_t>(config.integer("run.seed"));
   o.input_size = static_cast<int>(config.integer("data.input_size"));
   o.letterbox = config.text("data.resize") == "letterbox";
+  o.paste = config.text("data.resize") == "paste";
   o.shortest_edge = config.text("data.resize") == "shortest_edge";
   o.min_size = static_cast<int>(config.integer("data.min_size"));
   o.max_size = static_cast<int>(config.integer("data.max_size"));
   o.size_divisibility = static_cast<int>(config.integer("data.size_divisibility"));
   o.resize_filter = parse_resize_filter(config.text("data.resize_filter"));
-  check_resize_filter(o.letterbox, o.resize_filter);  // at configuration, not at the first batch
+  check_resize_filter(o.letterbox || o.paste, o.resize_filter);  // at configuration
   o.mask_rule = parse_mask_rule(config.text("data.mask_rule"));
   o.soft_targets = config.flag("data.soft_targets");
   o.sentence_field = parse_sentence_field(config.text("data.sentence_field"));
@@ -243,6 +244,27 @@ void write_normalised(const cv::Mat3b& image, const Normalization& norm, float* 
   }
 }
 
+// The paste letterbox's border at the normalisation's exact fill (a byte holds 127 or 128 of
+// VLT's 127.5).
+void write_paste_border(const ResizePlan& plan, const Normalization& norm, float* out) {
+  const int S = plan.size;
+  const std::size_t plane = static_cast<std::size_t>(S) * S;
+  const int x0 = static_cast<int>(plan.offset_x), y0 = static_cast<int>(plan.offset_y);
+  const int x1 = x0 + plan.resized_width, y1 = y0 + plan.resized_height;
+  for (int c = 0; c < 3; ++c) {
+    const float value = (norm.fill - norm.mean[c]) / norm.std[c];
+    for (int y = 0; y < S; ++y) {
+      float* row = out + c * plane + static_cast<std::size_t>(y) * S;
+      if (y < y0 || y >= y1) {
+        std::fill(row, row + S, value);
+      } else {
+        std::fill(row, row + x0, value);
+        std::fill(row + x1, row + S, value);
+      }
+    }
+  }
+}
+
 // A mask into rows of `width` values (the canvas; what lies beyond the mask stays as it was).
 template <typename T>
 void write_mask(const cv::Mat1b& mask, T* out, int width) {
@@ -300,6 +322,8 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
     } else if (options.shortest_edge) {
       plan = plan_shortest_edge(s.image.cols, s.image.rows, options.min_size, options.max_size,
                                 options.size_divisibility, options.resize_filter);
+    } else if (options.paste) {
+      plan = plan_paste(s.image.cols, s.image.rows, S);
     } else {
       plan = plan_resize(s.image.cols, s.image.rows, S, options.letterbox, options.resize_filter);
     }
@@ -394,6 +418,11 @@ Batch collate(std::vector<Sample> samples, const Tokenizer& tokenizer,
                    p.tokens.attention_mask.size() == p.tokens.ids.size(),
                "the tokenizer returned ", p.tokens.ids.size(), " ids, expected ", L);
     write_normalised(p.image, options.norm, batch.images.data_ptr<float>() + b * 3 * plane, W, H);
+    if (batch.info[static_cast<std::size_t>(b)].plan.kind == ResizeKind::kPaste &&
+        options.norm.fill >= 0) {
+      write_paste_border(batch.info[static_cast<std::size_t>(b)].plan, options.norm,
+                         batch.images.data_ptr<float>() + b * 3 * plane);
+    }
     if (p.soft_target) {
       write_soft_mask(p.target, batch.targets.data_ptr<float>() + b * plane, W);
     } else {

@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "wico/core/error.h"
@@ -462,6 +464,33 @@ std::string image_file_name(int image_id) {
 
 }  // namespace
 
+namespace {
+
+// Random unit-scale vectors in GloVe's text format for the set's words (VLT's tiny config reads
+// them as its fixed word vectors): not GloVe, only its format, so that the glove tokenizer and
+// the fixed-vector path run without the 5.6 GB download. Words in byte order, each vector from
+// its own seeded stream.
+void write_word_vectors(const fs::path& path, const std::set<std::string>& words,
+                        std::uint64_t seed) {
+  std::string text;
+  char number[32];
+  for (const auto& word : words) {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a: the same seed on every platform
+    for (const unsigned char c : word) h = (h ^ c) * 1099511628211ull;
+    std::mt19937_64 rng(mix(seed ^ h));
+    std::normal_distribution<double> normal(0.0, 1.0 / std::sqrt(double(kSyntheticVectorDim)));
+    text += word;
+    for (int d = 0; d < kSyntheticVectorDim; ++d) {
+      std::snprintf(number, sizeof(number), " %.5f", normal(rng));
+      text += number;
+    }
+    text += '\n';
+  }
+  atomic_write(path, text);
+}
+
+}  // namespace
+
 SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
   if (options.images < 1) throw ConfigError("synth: --images must be at least 1");
   const fs::path image_dir = options.out / "images" / "train2014";
@@ -512,6 +541,7 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
   nlohmann::json images = nlohmann::json::array(), annotations = nlohmann::json::array();
   PyValue::List refs;
   int ann_id = 0, ref_id = 0, sent_id = 0;
+  std::set<std::string> vocabulary;  // every word of every sentence, for the word vectors
   for (int i = 0; i < options.images; ++i) {
     const Scene& scene = scenes[i];
     const int image_id = i + 1;
@@ -534,6 +564,7 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
         PyValue::List tokens;
         std::string joined;
         for (const auto& t : s.tokens) {
+          vocabulary.insert(t);
           tokens.push_back(PyValue::string(t));
           joined += (joined.empty() ? "" : " ") + t;
         }
@@ -573,6 +604,7 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
       {"images", images}, {"annotations", annotations}, {"categories", categories}};
   atomic_write(ann_dir / "instances.json", instances.dump());
   save_pickle(ann_dir / "refs(unc).p", PyValue::list(refs), 2);
+  write_word_vectors(options.out / kSyntheticVectorsFile, vocabulary, options.seed);
   summary.images = options.images;
   summary.annotations = ann_id;
   summary.refs = ref_id;

@@ -8,6 +8,7 @@
 
 #include "wico/core/error.h"
 #include "wico/data/clip_bpe.h"
+#include "wico/data/glove.h"
 #include "wico/data/word_vocab.h"
 #include "wico/data/wordpiece.h"
 
@@ -42,6 +43,16 @@ std::unique_ptr<Tokenizer> build_clip(const TokenizerOptions& o) {
                                    o.max_length > 0 ? o.max_length : ClipBpe::kDefaultMaxLength);
 }
 
+std::unique_ptr<Tokenizer> build_glove(const TokenizerOptions& o) {
+  if (o.vocab_path.empty()) {
+    throw ConfigError("tokenizer 'glove' needs a word-vectors file (text.vocab: GloVe's text "
+                      "format, e.g. glove.840B.300d.txt, or the cache `wico glove-cache` writes)");
+  }
+  return std::make_unique<GloveTokenizer>(
+      GloveVectors::shared(o.vocab_path),
+      o.max_length > 0 ? o.max_length : GloveTokenizer::kDefaultMaxLength);
+}
+
 }  // namespace
 
 const Registry<TokenizerBuilder>& tokenizer_registry() {
@@ -50,6 +61,7 @@ const Registry<TokenizerBuilder>& tokenizer_registry() {
     r.add("word", &build_word, "word ids from a counted vocabulary (MAttNet/VLT style, LSTM)");
     r.add("wordpiece", &build_wordpiece, "BERT uncased WordPiece (LAVT)");
     r.add("clip", &build_clip, "CLIP byte-level BPE (CRIS)");
+    r.add("glove", &build_glove, "whitespace words looked up in fixed word vectors (VLT)");
     return r;
   }();
   return registry;

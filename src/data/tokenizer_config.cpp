@@ -5,6 +5,7 @@
 #include "wico/core/config.h"
 #include "wico/core/error.h"
 #include "wico/data/refer.h"
+#include "wico/data/synthetic.h"
 #include "wico/data/tokenizer.h"
 
 namespace wico::data {
@@ -16,13 +17,22 @@ std::string bundled_vocab(const std::string& kind) {
   return "";
 }
 
+std::string vocab_path(const Config& config) {
+  const std::string& kind = config.text("text.tokenizer");
+  const std::string& named = config.text("text.vocab");
+  if (!named.empty()) return named;
+  if (kind == "glove") {
+    return (std::filesystem::path(config.text("data.root")) / kSyntheticVectorsFile).string();
+  }
+  return bundled_vocab(kind);
+}
+
 namespace {
 
 std::unique_ptr<Tokenizer> make_from_config(const Config& config, const ReferDataset* dataset) {
   const std::string& kind = config.text("text.tokenizer");
   TokenizerOptions options;
-  options.vocab_path = config.text("text.vocab");
-  if (options.vocab_path.empty()) options.vocab_path = bundled_vocab(kind);
+  options.vocab_path = vocab_path(config);
   options.max_length = static_cast<int>(config.integer("text.max_length"));
   options.min_count = static_cast<int>(config.integer("text.min_word_count"));
   if (kind == "word" && options.vocab_path.empty()) {

@@ -202,7 +202,9 @@ Normalization normalization(const std::string& name) {
   if (name == "clip") {
     return {{0.48145466f, 0.4578275f, 0.40821073f}, {0.26862954f, 0.26130258f, 0.27577711f}};
   }
-  throw ConfigError("unknown normalisation '" + name + "' (data.normalize); valid: clip, imagenet");
+  if (name == "vlt") return {{0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f}, 0.5f};
+  throw ConfigError("unknown normalisation '" + name +
+                    "' (data.normalize); valid: clip, imagenet, vlt");
 }
 
 cv::Matx23d ResizePlan::forward() const {
@@ -244,6 +246,26 @@ ResizePlan plan_resize(int width, int height, int size, bool letterbox, ResizeFi
     plan.scale_x = static_cast<double>(size) / width;
     plan.scale_y = static_cast<double>(size) / height;
   }
+  return plan;
+}
+
+ResizePlan plan_paste(int width, int height, int size) {
+  WICO_CHECK(width > 0 && height > 0 && size > 0, "cannot resize a ", width, "x", height,
+             " image to ", size);
+  ResizePlan plan;
+  plan.width = width;
+  plan.height = height;
+  plan.size = size;
+  plan.kind = ResizeKind::kPaste;
+  // loader.py: scale = min(w / iw, h / ih); nw = int(iw * scale); dx = (w - nw) // 2.
+  const double scale = std::min(static_cast<double>(size) / width,
+                                static_cast<double>(size) / height);
+  plan.resized_width = std::max(1, static_cast<int>(width * scale));
+  plan.resized_height = std::max(1, static_cast<int>(height * scale));
+  plan.offset_x = (size - plan.resized_width) / 2;
+  plan.offset_y = (size - plan.resized_height) / 2;
+  plan.scale_x = static_cast<double>(plan.resized_width) / width;
+  plan.scale_y = static_cast<double>(plan.resized_height) / height;
   return plan;
 }
 
@@ -327,6 +349,16 @@ Mat resample(const Mat& m, cv::Size size, ResizeFilter filter, bool nearest) {
   return out;
 }
 
+// The paste letterbox: `resized` (nw x nh) at the plan's corner of an S x S canvas of `fill`.
+template <typename Mat>
+Mat paste(const Mat& resized, const ResizePlan& plan, const cv::Scalar& fill) {
+  Mat out(plan.size, plan.size);
+  out.setTo(fill);
+  resized.copyTo(out(cv::Rect(static_cast<int>(plan.offset_x), static_cast<int>(plan.offset_y),
+                              resized.cols, resized.rows)));
+  return out;
+}
+
 // The resizes of every plan but the letterbox's warp: plain to S x S, shortest_edge to its
 // resized size (the caller pads), lsj flipped, resized, cropped and padded with `lsj_fill`.
 template <typename Mat>
@@ -343,6 +375,11 @@ Mat resize_as_planned(const Mat& m, const ResizePlan& plan, bool nearest,
       if (plan.flip) cv::flip(m, source, 1);
       return crop_and_pad(resample(source, resized, plan.filter, nearest), plan, lsj_fill);
     }
+    case ResizeKind::kPaste: {
+      Mat out;
+      cv::resize(m, out, resized, 0, 0, nearest ? cv::INTER_NEAREST : cv::INTER_CUBIC);
+      return paste(out, plan, lsj_fill);
+    }
     case ResizeKind::kLetterbox:
       break;
   }
@@ -354,6 +391,12 @@ Mat resize_as_planned(const Mat& m, const ResizePlan& plan, bool nearest,
 cv::Mat3b resize_image(const cv::Mat3b& image, const ResizePlan& plan, const Normalization& norm) {
   WICO_CHECK(image.cols == plan.width && image.rows == plan.height, "image is ", image.cols, "x",
              image.rows, " but the plan is for ", plan.width, "x", plan.height);
+  if (plan.kind == ResizeKind::kPaste) {
+    // The border as bytes here; the loader writes the exact fill after normalising.
+    const auto& f = norm.fill >= 0 ? std::array<float, 3>{norm.fill, norm.fill, norm.fill} : norm.mean;
+    return resize_as_planned(image, plan, /*nearest=*/false,
+                             cv::Scalar(f[2] * 255.0, f[1] * 255.0, f[0] * 255.0));
+  }
   if (plan.kind != ResizeKind::kLetterbox) {
     return resize_as_planned(image, plan, /*nearest=*/false, cv::Scalar(128, 128, 128));
   }
@@ -382,6 +425,13 @@ cv::Mat1b resize_soft_mask(const cv::Mat1b& mask, const ResizePlan& plan) {
   if (plan.kind == ResizeKind::kLetterbox) {
     cv::warpAffine(scaled, out, cv::Mat(plan.forward()), cv::Size(plan.size, plan.size),
                    cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
+  } else if (plan.kind == ResizeKind::kPaste) {
+    // VLT's loader: the 0/255 mask resized with INTER_CUBIC (bytes, rounded and saturated),
+    // pasted on zeros; / 255 later, edges kept soft.
+    cv::Mat1b resized;
+    cv::resize(scaled, resized, cv::Size(plan.resized_width, plan.resized_height), 0, 0,
+               cv::INTER_CUBIC);
+    out = paste(resized, plan, cv::Scalar(0));
   } else {
     const cv::Size size = plan.kind == ResizeKind::kPlain
                               ? cv::Size(plan.size, plan.size)
@@ -455,7 +505,13 @@ cv::Mat1f map_back(const cv::Mat1f& input_map, const ResizePlan& plan, MapBackFi
     cv::resize(image, out, cv::Size(plan.width, plan.height), 0, 0, interpolation);
     return out;
   }
-  if (plan.kind != ResizeKind::kLetterbox) {
+  if (plan.kind == ResizeKind::kPaste) {
+    // callbacks/eval.py: pred[dy:dy + nh, dx:dx + nw], resized to the image.
+    const cv::Mat1f image =
+        input_map(cv::Rect(static_cast<int>(plan.offset_x), static_cast<int>(plan.offset_y),
+                           plan.resized_width, plan.resized_height));
+    cv::resize(image, out, cv::Size(plan.width, plan.height), 0, 0, interpolation);
+  } else if (plan.kind != ResizeKind::kLetterbox) {
     cv::resize(input_map, out, cv::Size(plan.width, plan.height), 0, 0, interpolation);
   } else {
     cv::warpAffine(input_map, out, cv::Mat(plan.inverse()), cv::Size(plan.width, plan.height),

@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <mutex>
+#include <regex>
+#include <string>
+#include <utility>
 
 #include "wico/core/error.h"
 #include "wico/io/name_map.h"
@@ -51,6 +54,77 @@ std::string out_pattern(const std::string& literal) {
 void drop(NameMap& m, const std::string& pattern, const std::string& reason) {
   m.drops.emplace_back(pattern);
   m.drop_reasons.push_back(reason);
+}
+
+// Keras h5 names are "<layer>/<scopes>/<variable>:0" (read_keras_h5): `layer`'s variable `var`
+// (a regex) under any scope (Keras's name scopes, a tf.variable_scope around the GRU).
+std::string keras_name(const std::string& layer, const std::string& var) {
+  return "^" + out_pattern(layer) + "/(.*/)?" + var + ":0$";
+}
+
+void add_keras_cbl(NameMap& m, int conv, int bn, const std::string& ours) {
+  m.renames.emplace_back(keras_name("conv2d_" + std::to_string(conv), "kernel"),
+                         ours + ".conv.weight");
+  const std::string layer = "batch_normalization_" + std::to_string(bn);
+  m.renames.emplace_back(keras_name(layer, "gamma"), ours + ".bn.weight");
+  m.renames.emplace_back(keras_name(layer, "beta"), ours + ".bn.bias");
+  m.renames.emplace_back(keras_name(layer, "moving_mean"), ours + ".bn.running_mean");
+  m.renames.emplace_back(keras_name(layer, "moving_variance"), ours + ".bn.running_var");
+}
+
+void add_keras_batch_norm(NameMap& m, int bn, const std::string& ours) {
+  const std::string layer = "batch_normalization_" + std::to_string(bn);
+  m.renames.emplace_back(keras_name(layer, "gamma"), ours + ".weight");
+  m.renames.emplace_back(keras_name(layer, "beta"), ours + ".bias");
+  m.renames.emplace_back(keras_name(layer, "moving_mean"), ours + ".running_mean");
+  m.renames.emplace_back(keras_name(layer, "moving_variance"), ours + ".running_var");
+}
+
+// A Keras layer with kernel and bias (Dense, a Conv2D with bias) -> ours.weight / ours.bias.
+void add_keras_affine(NameMap& m, const std::string& layer, const std::string& ours) {
+  m.renames.emplace_back(keras_name(layer, "kernel"), ours + ".weight");
+  m.renames.emplace_back(keras_name(layer, "bias"), ours + ".bias");
+}
+
+// keras-multi-head's <layer>_Wq, _bq, ..., _Wo, _bo -> KerasAttention's query/key/value/output.
+void add_keras_attention(NameMap& m, const std::string& layer, const std::string& ours) {
+  const std::pair<const char*, const char*> parts[] = {
+      {"q", "query"}, {"k", "key"}, {"v", "value"}, {"o", "output"}};
+  for (const auto& [p, name] : parts) {
+    m.renames.emplace_back(keras_name(layer, "[^/]*_W" + std::string(p)), ours + "." + name + ".weight");
+    m.renames.emplace_back(keras_name(layer, "[^/]*_b" + std::string(p)), ours + "." + name + ".bias");
+  }
+}
+
+void add_keras_transformer_block(NameMap& m, const std::string& keras, const std::string& ours,
+                                 const std::string& norm) {
+  add_keras_attention(m, keras, ours);
+  m.renames.emplace_back(keras_name(keras + "-Norm", "gamma"), norm + ".weight");
+  m.renames.emplace_back(keras_name(keras + "-Norm", "beta"), norm + ".bias");
+}
+
+void add_keras_feed_forward(NameMap& m, const std::string& keras, const std::string& ours) {
+  m.renames.emplace_back(keras_name(keras, "[^/]*_W1"), ours + ".ffn.inner.weight");
+  m.renames.emplace_back(keras_name(keras, "[^/]*_b1"), ours + ".ffn.inner.bias");
+  m.renames.emplace_back(keras_name(keras, "[^/]*_W2"), ours + ".ffn.outer.weight");
+  m.renames.emplace_back(keras_name(keras, "[^/]*_b2"), ours + ".ffn.outer.bias");
+  m.renames.emplace_back(keras_name(keras + "-Norm", "gamma"), ours + ".ffn_norm.weight");
+  m.renames.emplace_back(keras_name(keras + "-Norm", "beta"), ours + ".ffn_norm.bias");
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Keras layouts -> ours: Conv2D kernels HWIO -> OIHW; Dense kernels and the attention and
+// feed-forward matrices [in, out] -> Linear's [out, in]; the GRU's kept (KerasGru is in Keras's).
+at::Tensor keras_to_ours(const std::string& name, const at::Tensor& t) {
+  if (name.find("_gru_") != std::string::npos) return t;
+  const std::string var = name.substr(name.rfind('/') + 1);
+  if (t.dim() == 4 && var == "kernel:0") return t.permute({3, 2, 0, 1}).contiguous();
+  static const std::regex matrix("(^kernel|_W[qkvo12]):0$");
+  if (t.dim() == 2 && std::regex_search(var, matrix)) return t.t().contiguous();
+  return t;
 }
 
 // What every Swin classification checkpoint needs to become a segmentation backbone.
@@ -258,6 +332,80 @@ std::vector<NameMap> builtin_maps() {
       return kernel ? t.permute({3, 2, 0, 1}).contiguous() : t;
     };
     m.convert_description = "Keras HWIO kernels -> OIHW";
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "darknet";
+    m.description = "Darknet's own .weights (yolov3.weights, darknet53.conv.74; read section by "
+                    "section in the network's layout, conv_i) -> our Darknet (cbl.i)";
+    // With batch_normalize, Darknet's per-filter "biases" are the batch norm's beta.
+    m.renames.emplace_back("^conv_([0-9]+)\\.weights$", "cbl.$1.conv.weight");
+    m.renames.emplace_back("^conv_([0-9]+)\\.biases$", "cbl.$1.bn.bias");
+    m.renames.emplace_back("^conv_([0-9]+)\\.scales$", "cbl.$1.bn.weight");
+    m.renames.emplace_back("^conv_([0-9]+)\\.rolling_mean$", "cbl.$1.bn.running_mean");
+    m.renames.emplace_back("^conv_([0-9]+)\\.rolling_variance$", "cbl.$1.bn.running_var");
+    m.expected_missing.emplace_back("num_batches_tracked$");
+    maps.push_back(std::move(m));
+  }
+  {
+    NameMap m;
+    m.name = "vlt_keras";
+    m.description = "VLT's Keras model (best_map.h5, any Keras save layout; the original's depths: "
+                    "conv2d_1..80, dense_1..12, bidirectional_1, multi_head_attention_1, "
+                    "Encoder-/Decoder-*) -> our bottom_up VLT model";
+    // The Keras layer names a fresh session gives the original's layers in creation order
+    // (../shared/specs/vlt.md section 12; checked against scripts/make_vlt_fixtures.py).
+    for (int k = 1; k <= 58; ++k) add_keras_cbl(m, k, k, "backend.backbone.cbl." + std::to_string(k - 1));
+    for (const char* d : {"forward", "backward"}) {
+      const std::string gru = std::string(d) + "_gru_1";
+      for (const char* v : {"kernel", "recurrent_kernel", "bias"}) {
+        m.renames.emplace_back(keras_name("bidirectional_1", gru + "/" + v),
+                               "backend.text." + std::string(d) + "_gru." + v);
+      }
+    }
+    add_keras_affine(m, "dense_1", "backend.text.attention");
+    add_keras_cbl(m, 59, 59, "backend.fusion_reduce");
+    add_keras_cbl(m, 60, 60, "backend.fusion_expand");
+    add_keras_affine(m, "dense_2", "backend.fusion_gate");
+    add_keras_batch_norm(m, 61, "backend.fusion_gate_norm");
+    add_keras_batch_norm(m, 62, "backend.fusion_norm");
+    const char* neck[] = {"mid_lateral", "mid_out", "query_lateral", "query_out", "tf_reduce",
+                          "tf_expand", "tf_lateral", "tf_out", "tf_proj"};
+    for (int i = 0; i < 9; ++i) add_keras_cbl(m, 61 + i, 63 + i, std::string("backend.") + neck[i]);
+    for (int i = 0; i < 3; ++i) {
+      add_keras_cbl(m, 70 + i, 72 + i, "backend.query_convs." + std::to_string(i));
+    }
+    add_keras_affine(m, "conv2d_73", "backend.query_maps");
+    const char* dense[] = {"query_vectors", "word_features", "query_in", "key_in", "value_in"};
+    for (int i = 0; i < 5; ++i) {
+      add_keras_affine(m, "dense_" + std::to_string(3 + i), std::string("backend.") + dense[i]);
+    }
+    add_keras_attention(m, "multi_head_attention_1", "backend.word_attention");
+    for (int i = 1; i <= 2; ++i) {
+      const std::string e = "Encoder-" + std::to_string(i), d = "Decoder-" + std::to_string(i);
+      const std::string oe = "backend.encoder." + std::to_string(i - 1);
+      const std::string od = "backend.decoder." + std::to_string(i - 1);
+      add_keras_transformer_block(m, e + "-MultiHeadSelfAttention", oe + ".self_attention",
+                                  oe + ".self_norm");
+      add_keras_feed_forward(m, e + "-FeedForward", oe);
+      add_keras_transformer_block(m, d + "-MultiHeadSelfAttention", od + ".self_attention",
+                                  od + ".self_norm");
+      add_keras_transformer_block(m, d + "-MultiHeadQueryAttention", od + ".cross_attention",
+                                  od + ".cross_norm");
+      add_keras_feed_forward(m, d + "-FeedForward", od);
+    }
+    const char* balance[] = {"balance_query", "balance_output", "balance_fuse",
+                             "balance_confidence", "responses"};
+    for (int i = 0; i < 5; ++i) {
+      add_keras_affine(m, "dense_" + std::to_string(8 + i), std::string("backend.") + balance[i]);
+    }
+    for (int i = 0; i < 6; ++i) add_keras_cbl(m, 74 + i, 75 + i, "backend.head." + std::to_string(i));
+    add_keras_affine(m, "conv2d_80", "backend.head_out");
+    m.expected_missing.emplace_back("num_batches_tracked$");
+    m.expected_missing.emplace_back("^backend\\.embedding\\.");  // vlt.embedding trainable
+    m.convert = keras_to_ours;
+    m.convert_description = "Keras HWIO kernels -> OIHW, [in, out] matrices -> [out, in], GRU as is";
     maps.push_back(std::move(m));
   }
   return maps;

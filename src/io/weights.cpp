@@ -20,6 +20,7 @@ const char* format_name(WeightFormat format) {
     case WeightFormat::kTorchScript: return "TorchScript";
     case WeightFormat::kPickle: return "pickle";
     case WeightFormat::kKerasH5: return "Keras HDF5";
+    case WeightFormat::kDarknet: return "Darknet weights";
   }
   return "?";
 }
@@ -96,6 +97,11 @@ WeightFormat detect_weight_format(const std::filesystem::path& path) {
     throw Error(detail::concat(path.string(), ": a tar archive (PyTorch 0.1-era torch.save) is not read"));
   }
   if (length_like) return WeightFormat::kSafetensors;  // malformed: its reader says how
+  if (path.extension() == ".weights") {
+    throw Error(detail::concat(path.string(), ": looks like Darknet's .weights, which holds no "
+                               "names or shapes and is read against a network's layout: name it "
+                               "in vlt.darknet_pretrained (docs/weights.md)"));
+  }
   throw Error(detail::concat(path.string(), ": unknown weight file format at byte offset 0 (first "
                              "bytes ", hex_prefix(head), "); expected a torch.save zip or legacy "
                              "file, safetensors, a TorchScript archive, a pickle or a Keras HDF5 file"));
@@ -109,6 +115,7 @@ WeightFile read_weights(const std::filesystem::path& path) {
     case WeightFormat::kTorchScript: return read_torchscript(path);
     case WeightFormat::kPickle: return read_weight_pickle(path);
     case WeightFormat::kKerasH5: return read_keras_h5(path);
+    case WeightFormat::kDarknet: break;
   }
   throw Error("unreachable");
 }

@@ -74,7 +74,10 @@ WicoModel::WicoModel(const Config& config) : options_(WicoOptions::from_config(c
     if (!fs::exists(file)) {
       throw ConfigError("wico.branches[" + std::to_string(i) + "]: no config file " + file.string());
     }
-    const Config branch = Config::load(file, options_.branch_set);
+    Config branch = Config::load(file, options_.branch_set);
+    // The pair's data are the branch's: what a branch finds under data.root (VLT's default word
+    // vectors, <data.root>/word_vectors.txt) follows the pair's root.
+    branch.set("data.root", config.value("data.root"), {"the pair's data.root", 0});
     kinds[i] = branch.text("model.kind");
     if (kinds[i] == "wico") throw ConfigError("wico.branches[" + std::to_string(i) + "] (" + file.string() + ") is itself a pair");
     Member& m = members_[i];
@@ -124,7 +127,7 @@ nn::RisOutput WicoModel::forward(const data::Batch& batch, bool with_losses) {
   nn::RisOutput out;
   const std::int64_t size = batch.images.size(-1);
   if (batch.images.size(-2) != size) {
-    throw ConfigError("a WiCo pair needs square inputs (data.resize plain or letterbox); the "
+    throw ConfigError("a WiCo pair needs square inputs (data.resize plain, letterbox or paste); the "
                       "batch is " + std::to_string(batch.images.size(-2)) + "x" +
                       std::to_string(size));
   }

@@ -16,6 +16,7 @@
 #include "backbones/tensor_fixture.h"
 #include "test_util.h"
 #include "wico/core/error.h"
+#include "wico/io/darknet_weights.h"
 #include "wico/io/import.h"
 #include "wico/io/name_map.h"
 #include "wico/io/weights.h"
@@ -95,6 +96,76 @@ TEST(DarknetKeras, FrozenLayersInTrainingUseBatchStatisticsAndKeepTheirs) {
 }
 
 #endif
+
+// Darknet's own .weights file of the same weights (scripts/make_darknet_fixtures.py writes both):
+// read in the network's layout, section i into cbl.i strictly, it gives the same taps; the
+// header lands in the metadata and the later layer's floats in a note.
+TEST(DarknetWeights, SameTapsAsTheKerasFile) {
+  Darknet net(fixture_options());
+  const io::WeightFile file =
+      io::read_darknet_weights(kDir / "darknet.weights", darknet_sections(fixture_options()));
+  EXPECT_EQ(file.format, io::WeightFormat::kDarknet);
+  EXPECT_EQ(file.metadata.at("version"), "0.2.0");
+  EXPECT_EQ(file.metadata.at("seen"), "123456");
+  ASSERT_EQ(file.notes.size(), 1u);
+  EXPECT_THAT(file.notes[0], ::testing::HasSubstr("21 floats after the 58 sections"));
+  const io::ImportReport report =
+      io::import_weights(*net, file, io::name_map("darknet"), io::ImportMode::kStrict);
+  EXPECT_TRUE(report.clean()) << report.table();
+  EXPECT_EQ(report.matched.size(), 58u * 5);
+  net->eval();
+  const at::NoGradGuard no_grad;
+  const DarknetFeatures out = net->forward(fixture().get("input"));
+  EXPECT_LT(relative_diff(out.stride16, fixture().get("eval.stride16")), 1e-5);
+  EXPECT_LT(relative_diff(out.stride32, fixture().get("eval.stride32")), 1e-5);
+}
+
+// A file shorter than the layout asks for names the byte offset and the section; an unread
+// .weights file is not guessed at.
+TEST(DarknetWeights, ShortFileAndWrongLayoutAreErrors) {
+  DarknetOptions wider = fixture_options();
+  wider.width = 4;  // twice the file's channels: the file ends early
+  try {
+    io::read_darknet_weights(kDir / "darknet.weights", darknet_sections(wider));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("darknet.weights: file ends at byte 902112"));
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("section "));
+  }
+  EXPECT_THROW(io::read_weights(kDir / "darknet.weights"), Error);
+  EXPECT_EQ(darknet_sections(DarknetOptions{}).size(), 58u);
+  EXPECT_EQ(darknet_sections(DarknetOptions{})[1].in, 32);
+  EXPECT_EQ(darknet_sections(DarknetOptions{})[1].out, 64);
+}
+
+// Folding the batch norms into the convolutions (wico bench vlt's fastest path) leaves the eval
+// outputs as they were, on the stride-2 and 'same' CBLs alike; training mode ignores the fold.
+TEST(Darknet, FoldedBatchNormsGiveTheSameOutputs) {
+  DarknetOptions o;
+  o.width = 2;
+  o.blocks = {1, 1, 1, 1, 1};
+  o.frozen_cbls = 0;
+  Darknet net(o);
+  {
+    const at::NoGradGuard no_grad;
+    for (auto& b : net->named_buffers()) {
+      if (b.key().find("running_mean") != std::string::npos) b.value().normal_(0.0, 0.3);
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 1.5);
+    }
+    for (auto& p : net->named_parameters()) {
+      if (p.key().find(".bn.") != std::string::npos) p.value().uniform_(0.5, 1.5);
+    }
+  }
+  net->eval();
+  const at::Tensor x = at::randn({1, 3, 64, 64});
+  const at::NoGradGuard no_grad;
+  const at::Tensor before = net->forward(x).stride32;
+  fold_batch_norms(*net);
+  EXPECT_LT(max_abs_diff(net->forward(x).stride32, before), 1e-4 * before.abs().max().item<double>());
+  net->train();
+  const at::Tensor train = net->forward(x).stride32;  // batch statistics, not the fold
+  EXPECT_GT(max_abs_diff(train, before), 1e-3);
+}
 
 // Darknet's stride-2 convolutions pad one zero row on top and one column on the left only: on a
 // 5x5 input a 3x3 kernel of ones gives 2x2 outputs, each the sum of the covered pixels (with

@@ -3,6 +3,7 @@
 // the binary cache's round trip, and the errors for malformed text and for a cache that is cut
 // short or claims more than it holds.
 #include "wico/data/glove.h"
+#include "wico/data/tokenizer.h"
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
@@ -94,6 +95,31 @@ TEST(Glove, CorruptCachesAreErrorsWithTheOffset) {
   const fs::path claims = dir.write("huge.glv", huge);
   EXPECT_THAT(test::thrown_message<Error>([&] { (void)GloveVectors::read_cache(claims); }),
               HasSubstr("byte offset 8"));
+}
+
+// The glove tokenizer: whitespace words (runs of spaces and tabs split as str.split()), ids
+// 1 + the word's row ("the" row 0, "man" row 1; the second "the" line is not a new row), 0 for an
+// unknown word and for pads, the mask over the words, the first max_length words kept.
+TokenizerOptions tiny_vectors(int max_length) {
+  TokenizerOptions o;
+  o.vocab_path = kTiny.string();
+  o.max_length = max_length;
+  return o;
+}
+
+TEST(GloveTokenizer, IdsAreRowsPlusOneAndZeroForUnknown) {
+  const auto tokenizer = make_tokenizer("glove", tiny_vectors(5));
+  EXPECT_EQ(tokenizer->name(), "glove");
+  EXPECT_EQ(tokenizer->vocab_size(), 5);  // 4 distinct words + the zero row
+  const Encoding e = tokenizer->encode("  the\tman  zebra left ");
+  EXPECT_EQ(e.ids, (std::vector<std::int64_t>{1, 2, 0, 4, 0}));
+  EXPECT_EQ(e.attention_mask, (std::vector<std::int64_t>{1, 1, 1, 1, 0}));
+  EXPECT_EQ(e.tokens, (std::vector<std::string>{"the", "man", "zebra", "left"}));
+  const Encoding cut = tokenizer->encode("the the the the the the man");
+  EXPECT_EQ(cut.ids, (std::vector<std::int64_t>{1, 1, 1, 1, 1}));
+  EXPECT_EQ(make_tokenizer("glove", tiny_vectors(0))->max_length(), 15);  // VLT's RefCOCO
+  // One copy of the vectors per file while held.
+  EXPECT_EQ(GloveVectors::shared(kTiny).get(), GloveVectors::shared(kTiny).get());
 }
 
 }  // namespace

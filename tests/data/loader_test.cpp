@@ -42,6 +42,35 @@ class LoaderTest : public test_support::SyntheticSuite {
   }
 };
 
+// VLT's input (data.resize paste, data.normalize vlt): pixels / 255 inside the pasted image and
+// exactly 0.5 around it (a byte could only give 127/255 or 128/255), the target pasted on zeros.
+TEST(Collate, PasteLetterboxBorderIsExactlyHalf) {
+  Sample s;
+  s.sentence = "the man";
+  s.image = cv::Mat3b(20, 40, cv::Vec3b(10, 20, 200));  // BGR
+  s.target = cv::Mat1b(20, 40, std::uint8_t{1});
+  LoaderOptions o;
+  o.input_size = 32;
+  o.paste = true;
+  o.norm = normalization("vlt");
+  TokenizerOptions t;
+  t.vocab_path = (fs::path(WICO_TEST_DATA_DIR) / "glove" / "tiny.txt").string();
+  const auto tokenizer = make_tokenizer("glove", t);
+  std::vector<Sample> samples{s};
+  const Batch b = collate(std::move(samples), *tokenizer, o);
+  // 40x20 -> 32x16 at rows 8..23.
+  ASSERT_EQ(b.images.sizes(), (at::IntArrayRef{1, 3, 32, 32}));
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(b.images[0][c][0][0].item<float>(), 0.5f);
+    EXPECT_EQ(b.images[0][c][31][31].item<float>(), 0.5f);
+  }
+  EXPECT_NEAR(b.images[0][0][16][16].item<float>(), 200.0f / 255.0f, 1e-6);  // R
+  EXPECT_NEAR(b.images[0][2][8][0].item<float>(), 10.0f / 255.0f, 1e-6);     // B
+  EXPECT_EQ(b.targets[0][0][7].sum().item<float>(), 0.0f);
+  EXPECT_EQ(b.targets[0][0][8].sum().item<float>(), 32.0f);
+  EXPECT_EQ(b.token_ids[0][0].item<std::int64_t>(), 1);  // "the"
+}
+
 TEST(LoaderOptions, ReadsResizeFilterAndMaskRule) {
   const LoaderOptions defaults = LoaderOptions::from_config(Config::defaults());
   EXPECT_EQ(defaults.resize_filter, ResizeFilter::kOpenCv);

@@ -327,8 +327,9 @@ TEST(TokenizerFactory, UnknownKindListsTheValidOnes) {
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_THAT(e.what(), HasSubstr("sentencepiece"));
-    EXPECT_THAT(e.what(), HasSubstr("clip, word, wordpiece"));
+    EXPECT_THAT(e.what(), HasSubstr("clip, glove, word, wordpiece"));
   }
+  EXPECT_THROW(make_tokenizer("glove"), ConfigError);  // no vectors file
   EXPECT_THROW(make_tokenizer("wordpiece"), ConfigError);  // no vocab path
   EXPECT_THROW(make_tokenizer("word"), ConfigError);       // neither vocab nor sentences
 }

@@ -49,6 +49,41 @@ TEST(Transforms, LetterboxPlanMatchesCrisAffineMap) {
   EXPECT_DOUBLE_EQ(inv(1, 2), -52.0 / 0.65);
 }
 
+// MCN/VLT's letterbox (loader.py): nw = int(w * s), nh = int(h * s), s = min(S / w, S / h),
+// corner ((S - nw) // 2, (S - nh) // 2); the image resized with INTER_CUBIC and pasted there,
+// the rest the fill; the map back crops that rectangle and resizes it (callbacks/eval.py).
+TEST(Transforms, PastePlanAndImageAsVltLoader) {
+  const ResizePlan plan = plan_paste(301, 200, 416);
+  EXPECT_EQ(plan.kind, ResizeKind::kPaste);
+  EXPECT_EQ(plan.resized_width, 416);                      // int(301 * 416 / 301)
+  EXPECT_EQ(plan.resized_height, static_cast<int>(200 * (416.0 / 301)));  // 276
+  EXPECT_EQ(plan.offset_x, 0);
+  EXPECT_EQ(plan.offset_y, (416 - 276) / 2);               // 70
+  cv::Mat3b image(200, 301);
+  cv::randu(image, 0, 255);
+  const Normalization vlt = normalization("vlt");
+  const cv::Mat3b out = resize_image(image, plan, vlt);
+  cv::Mat3b expected;
+  cv::resize(image, expected, cv::Size(416, 276), 0, 0, cv::INTER_CUBIC);
+  EXPECT_EQ(cv::norm(out(cv::Rect(0, 70, 416, 276)), expected, cv::NORM_INF), 0.0);
+  EXPECT_EQ(out(10, 5), cv::Vec3b(128, 128, 128));  // 0.5 rounded; the loader writes 0.5 exactly
+  // The map back: the pasted rectangle alone, resized linearly to the image.
+  cv::Mat1f map(416, 416, 0.0f);
+  map(cv::Rect(0, 70, 416, 276)).setTo(1.0f);
+  const cv::Mat1f back = map_back(map, plan);
+  ASSERT_EQ(back.size(), cv::Size(301, 200));
+  EXPECT_EQ(cv::countNonZero(back != 1.0f), 0);
+  // The soft target: the 0/255 mask resized INTER_CUBIC as bytes, pasted on zeros.
+  cv::Mat1b mask(200, 301, std::uint8_t{0});
+  cv::rectangle(mask, cv::Rect(40, 30, 100, 50), 1, cv::FILLED);
+  cv::Mat1b cubic;
+  cv::resize(cv::Mat1b(mask * 255), cubic, cv::Size(416, 276), 0, 0, cv::INTER_CUBIC);
+  const cv::Mat1b soft = resize_soft_mask(mask, plan);
+  EXPECT_EQ(cv::norm(soft(cv::Rect(0, 70, 416, 276)), cubic, cv::NORM_INF), 0.0);
+  EXPECT_EQ(cv::countNonZero(soft(cv::Rect(0, 0, 416, 70))), 0);
+  EXPECT_EQ(normalization("vlt").fill, 0.5f);
+}
+
 TEST(Transforms, PlainResizeStretchesBothAxes) {
   const ResizePlan p = plan_resize(640, 480, 480, false);
   EXPECT_DOUBLE_EQ(p.scale_x, 0.75);

@@ -1,10 +1,13 @@
 // `wico data stats`: counts per split, sentence lengths, vocabulary, and a PNG contact sheet.
+// `wico data glove-cache`: GloVe's text vectors -> the binary cache the glove tokenizer and VLT
+// read in well under a second.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
 #include "../commands.h"
 #include "wico/core/runtime.h"
+#include "wico/data/glove.h"
 #include "wico/data/refer.h"
 #include "wico/data/stats.h"
 #include "wico/data/tokenizer.h"
@@ -15,6 +18,12 @@ namespace wico::tool {
 Action add_data_command(CLI::App& app) {
   auto* data = app.add_subcommand("data", "inspect a data set");
   data->require_subcommand(1);
+  auto* cache = data->add_subcommand(
+      "glove-cache", "convert GloVe's text vectors (glove.840B.300d.txt) to the binary cache "
+                     "text.vocab can name instead");
+  auto paths = std::make_shared<std::pair<std::string, std::string>>();
+  cache->add_option("input", paths->first, "vectors in GloVe's text format")->required();
+  cache->add_option("output", paths->second, "the cache to write")->required();
   auto* stats = data->add_subcommand(
       "stats", "counts per split, sentence lengths, vocabulary size and a contact sheet (PNG)");
   struct Options {
@@ -32,7 +41,14 @@ Action add_data_command(CLI::App& app) {
   stats->add_option("--samples", o->samples, "samples on the sheet")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  return [o]() {
+  return [o, cache, paths]() {
+    if (cache->parsed()) {
+      const auto vectors = data::GloveVectors::read_text(paths->first);
+      vectors.write_cache(paths->second);
+      spdlog::info("glove-cache: {} words of {} dimensions from {} -> {}", vectors.size(),
+                   vectors.dim(), paths->first, paths->second);
+      return 0;
+    }
     const Config config = o->config.load();
     apply_runtime(config);
     const auto dataset = data::ReferDataset::load(

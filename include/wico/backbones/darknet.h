@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "wico/io/darknet_weights.h"
+
 namespace wico::backbones {
 
 struct DarknetOptions {
@@ -67,6 +69,10 @@ class ConvBnLeakyImpl : public torch::nn::Module {
   // statistics still used in training.
   void freeze();
   bool frozen() const { return frozen_; }
+  // For inference: the batch norm's running statistics and affine folded into the convolution
+  // (one pass instead of three over the output). Used while the module is in eval mode; training
+  // mode keeps using the convolution and norm as they are.
+  void fold_batch_norm();
 
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
@@ -75,8 +81,12 @@ class ConvBnLeakyImpl : public torch::nn::Module {
   std::int64_t stride_;
   double slope_;
   bool frozen_ = false;
+  at::Tensor folded_weight_, folded_bias_;  // fold_batch_norm's
 };
 TORCH_MODULE(ConvBnLeaky);
+
+// fold_batch_norm on every CBL under `module`.
+void fold_batch_norms(torch::nn::Module& module);
 
 struct DarknetFeatures {
   at::Tensor stride8;   // stage 3, [B, 8w, H/8, W/8] (VLT's Fv2: 52x52x256 at 416)
@@ -96,5 +106,10 @@ class DarknetImpl : public torch::nn::Module {
   DarknetOptions options_;
 };
 TORCH_MODULE(Darknet);
+
+// The network's convolutional sections in Darknet's cfg order (every one with batch norm), the
+// layout io::read_darknet_weights reads a .weights file in (section i = cbl.i; the `darknet`
+// name map).
+std::vector<io::DarknetConvSection> darknet_sections(const DarknetOptions& options);
 
 }  // namespace wico::backbones

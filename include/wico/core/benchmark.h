@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <cstdint>
 #include <string>
 
 #include "wico/core/config.h"
@@ -76,5 +77,10 @@ void profile_if_asked(const std::function<void()>& train_step, const std::functi
 // Runs `script` with `python` and parses its last stdout line as JSON. Returns null JSON (and
 // logs why) when the interpreter or its torch is missing, so a comparison is skipped, not faked.
 nlohmann::json run_python_reference(const std::string& python, const std::string& script);
+
+// A timing script's template with THREADS, SIZE, WARMUP and REPEATS (every occurrence) replaced
+// by the run's values, as `wico bench resnet` and `vlt` send them to run_python_reference.
+std::string timing_script(std::string script, int threads, std::int64_t size, int warmup,
+                          int repeats);
 
 }  // namespace wico

@@ -21,9 +21,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "wico/data/tokenizer.h"
 
 namespace wico::data {
 
@@ -36,6 +39,9 @@ class GloveVectors {
   static GloveVectors read_cache(const std::filesystem::path& path);
   // The cache if `path` is one (by its magic bytes), else the text format.
   static GloveVectors read(const std::filesystem::path& path);
+  // read(path), once per process while any holder keeps it: the glove tokenizer and VLT's
+  // backend name the same file (text.vocab) and share one copy of its ~1 GB table.
+  static std::shared_ptr<const GloveVectors> shared(const std::filesystem::path& path);
   void write_cache(const std::filesystem::path& path) const;
 
   std::int64_t dim() const { return dim_; }
@@ -47,6 +53,11 @@ class GloveVectors {
   // zero rows after the last word.
   at::Tensor sentence(const std::string& text, std::int64_t length) const;
   const std::vector<std::string>& words() const { return words_; }
+  // The word's row, -1 for an unknown word.
+  std::int64_t index(const std::string& word) const;
+  // Every vector, [size(), dim] float32, viewing this object's memory (no copy): keep the
+  // object alive while the tensor is used.
+  at::Tensor table() const;
 
  private:
   void add(std::string word, const float* values);
@@ -55,6 +66,27 @@ class GloveVectors {
   std::vector<std::string> words_;
   std::vector<float> values_;  // size() x dim_
   std::unordered_map<std::string, std::int64_t> index_;
+};
+
+// VLT's word input as a tokenizer (text.tokenizer: glove, text.vocab: the vectors file): the
+// sentence split on whitespace as Python's str.split() (ASCII whitespace), the first max_length
+// words (15 for RefCOCO/RefCOCO+, 20 for RefCOCOg), each id 1 + its row in the vectors file and
+// 0 for an unknown word or a pad (both zero vectors in the original); the attention mask marks
+// the words, unknown ones included.
+class GloveTokenizer : public Tokenizer {
+ public:
+  static constexpr int kDefaultMaxLength = 15;
+  GloveTokenizer(std::shared_ptr<const GloveVectors> vectors, int max_length = kDefaultMaxLength);
+  Encoding encode(const std::string& text) const override;
+  std::int64_t vocab_size() const override { return vectors_->size() + 1; }
+  std::int64_t pad_id() const override { return 0; }
+  int max_length() const override { return max_length_; }
+  std::string name() const override { return "glove"; }
+  const GloveVectors& vectors() const { return *vectors_; }
+
+ private:
+  std::shared_ptr<const GloveVectors> vectors_;
+  int max_length_;
 };
 
 }  // namespace wico::data

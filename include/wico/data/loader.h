@@ -73,6 +73,7 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   int input_size = 480;
   bool letterbox = false;
+  bool paste = false;  // data.resize paste (MCN/VLT's letterbox)
   bool shortest_edge = false;  // data.resize shortest_edge (data.min_size, max_size, divisibility)
   int min_size = 800, max_size = 1333, size_divisibility = 32;
   ResizeFilter resize_filter = ResizeFilter::kOpenCv;  // data.resize_filter (plain resize)

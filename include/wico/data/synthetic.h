@@ -5,6 +5,8 @@
 //   <out>/images/train2014/COCO_train2014_%012d.jpg
 //   <out>/refcoco/instances.json        polygons, and RLE for shapes with holes and some others
 //   <out>/refcoco/refs(unc).p           protocol-2 pickle, the refer API's list of ref dicts
+//   <out>/word_vectors.txt              random 32-d vectors of the set's words in GloVe's text
+//                                       format (not GloVe: for VLT's tiny config, no download)
 //
 // Splits mirror RefCOCO's: train / val hold refs to any shape; testA images hold several "angular"
 // shapes and refs only to them, testB the same for "round" shapes (RefCOCO's people / objects).
@@ -17,6 +19,9 @@
 #include <vector>
 
 namespace wico::data {
+
+inline constexpr const char* kSyntheticVectorsFile = "word_vectors.txt";
+inline constexpr int kSyntheticVectorDim = 32;
 
 struct SyntheticOptions {
   std::filesystem::path out;

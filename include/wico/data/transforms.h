@@ -1,7 +1,10 @@
 // Image and mask transforms of the originals, and their exact inverse for evaluation:
 //   plain     resize to S x S, aspect ratio not kept (LAVT, 480)
-//   letterbox keep the aspect ratio, centre, pad with the normalisation mean (CRIS/VLT, 416):
+//   letterbox keep the aspect ratio, centre, pad with the normalisation mean (CRIS, 416):
 //             the affine map CRIS builds with cv2.getAffineTransform, cubic for images
+//   paste     MCN/VLT's letterbox (416): the image resized (cubic) to int(w * s) x int(h * s),
+//             s = min(S / w, S / h), pasted at ((S - nw) // 2, (S - nh) // 2) on a canvas of
+//             the normalisation's fill colour; the map back crops that rectangle and resizes it
 //   shortest_edge  detectron2's ResizeShortestEdge (Mask2Former's test-time 800 / 1333): aspect
 //             kept, the image at the top left of a canvas padded to a multiple of 32 (and to the
 //             batch's largest), the padding 0 after normalising as ImageList pads; not square
@@ -23,8 +26,12 @@ namespace wico::data {
 struct Normalization {
   std::array<float, 3> mean;  // RGB, on [0, 1]
   std::array<float, 3> std;
+  // The paste letterbox's border on [0, 1], every channel, written after normalising (exact
+  // where a byte could not hold it: VLT's 0.5); negative: the mean.
+  float fill = -1.0f;
 };
-// "imagenet" or "clip"; anything else is a ConfigError.
+// "imagenet", "clip" or "vlt" (pixels / 255 as they are, border 0.5: VLT's loader); anything
+// else is a ConfigError.
 Normalization normalization(const std::string& name);
 
 // How the plain resize interpolates. kOpenCv: INTER_LINEAR (images), INTER_NEAREST (masks).
@@ -34,7 +41,7 @@ enum class ResizeFilter { kOpenCv, kPil };
 // "opencv" or "pil" (data.resize_filter); anything else is a ConfigError.
 ResizeFilter parse_resize_filter(const std::string& name);
 
-enum class ResizeKind { kPlain, kLetterbox, kShortestEdge, kLsj };
+enum class ResizeKind { kPlain, kLetterbox, kShortestEdge, kLsj, kPaste };
 
 // How an original image of `width` x `height` maps into the network input (S x S, or the
 // canvas of a shortest-edge batch).
@@ -45,6 +52,7 @@ struct ResizePlan {
   ResizeFilter filter = ResizeFilter::kOpenCv;  // plain and shortest_edge resizes
   double scale_x = 1, scale_y = 1;
   double offset_x = 0, offset_y = 0;  // letterbox padding (may be fractional, as in CRIS)
+                                      // paste: the whole-pixel corner, scale: nw / w, nh / h
   // shortest_edge and lsj: the image's size after the resize; lsj: the crop's top-left corner
   // in the resized image and whether the image was flipped first.
   int resized_width = 0, resized_height = 0;
@@ -65,6 +73,10 @@ void check_resize_filter(bool letterbox, ResizeFilter filter);
 // Throws as check_resize_filter does.
 ResizePlan plan_resize(int width, int height, int size, bool letterbox,
                        ResizeFilter filter = ResizeFilter::kOpenCv);
+
+// MCN/VLT's letterbox: resized_width/height = int(w * s), int(h * s), offsets (S - nw) // 2 and
+// (S - nh) // 2.
+ResizePlan plan_paste(int width, int height, int size);
 
 // detectron2's ResizeShortestEdge.get_output_shape: the shorter side to `min_size`, unless the
 // longer would then pass `max_size` (then the longer to max_size), both rounded as int(x + 0.5);

@@ -31,7 +31,11 @@
 
 namespace wico::io {
 
-enum class WeightFormat { kTorchZip, kTorchLegacy, kSafetensors, kTorchScript, kPickle, kKerasH5 };
+// kDarknet is never detected (Darknet's .weights have no magic bytes and no shapes): its reader
+// (io/darknet_weights.h) takes the network's layout.
+enum class WeightFormat {
+  kTorchZip, kTorchLegacy, kSafetensors, kTorchScript, kPickle, kKerasH5, kDarknet
+};
 const char* format_name(WeightFormat format);  // "torch zip", "torch legacy", ...
 
 struct WeightFile {
