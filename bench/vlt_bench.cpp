@@ -67,20 +67,11 @@ double conv_flops(std::int64_t side, std::int64_t in, std::int64_t out, std::int
 }
 
 double darknet_flops(const backbones::DarknetOptions& o, std::int64_t size) {
-  // The stem, then each stage's stride-2 CBL and residual blocks, then the head at stride 32.
-  std::int64_t side = size, channels = o.width;
-  double flops = conv_flops(side, o.in_channels, o.width, 3);
-  for (std::size_t s = 0; s < o.blocks.size(); ++s) {
-    const std::int64_t c = o.stage_channels(static_cast<std::int64_t>(s));
-    side /= 2;
-    flops += conv_flops(side, channels, c, 3) +
-             static_cast<double>(o.blocks[s]) * (conv_flops(side, c, c / 2, 1) +
-                                                 conv_flops(side, c / 2, c, 3));
-    channels = c;
-  }
-  for (std::int64_t i = 0; i < o.head_convs; ++i) {
-    flops += i % 2 == 0 ? conv_flops(side, channels, channels / 2, 1)
-                        : conv_flops(side, channels / 2, channels, 3);
+  std::int64_t side = size;
+  double flops = 0;
+  for (const auto& c : backbones::darknet_layout(o)) {
+    side /= c.stride;
+    flops += conv_flops(side, c.in, c.out, c.kernel);
   }
   return flops;
 }

@@ -136,15 +136,22 @@ def write_keras_h5(path, layers):
     weights["conv2d_59"] = [("conv2d_59/kernel:0", rng.normal(0, 0.1, (1, 1, 8 * WIDTH * 4, 21))),
                             ("conv2d_59/bias:0", rng.normal(0, 0.1, 21))]
     with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = np.array([n.encode() for n in order])
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.3.1"
-        for name in order:
-            g = f.create_group(name)
-            ws = weights.get(name, [])
-            g.attrs["weight_names"] = np.array([w.encode() for w, _ in ws])
-            for w, value in ws:
-                g.create_dataset(w, value.shape, dtype="float32")[...] = value.astype(np.float32)
+        write_keras_layers(f, order, weights)
+
+
+def write_keras_layers(group, order, weights):
+    """keras/engine/saving.py save_weights_to_hdf5_group into `group` (the file's root for
+    save_weights, model_weights for model.save): layer_names, then a group per layer with its
+    weight_names and one float32 dataset per weight ('/' in a name makes subgroups)."""
+    group.attrs["layer_names"] = np.array([n.encode() for n in order])
+    group.attrs["backend"] = b"tensorflow"
+    group.attrs["keras_version"] = b"2.3.1"
+    for name in order:
+        g = group.create_group(name)
+        ws = weights.get(name, [])
+        g.attrs["weight_names"] = np.array([w.encode() for w, _ in ws])
+        for w, value in ws:
+            g.create_dataset(w, value.shape, dtype="float32")[...] = value.astype(np.float32)
 
 
 def write_darknet_weights(path, layers):

@@ -344,16 +344,7 @@ def write_h5(path, darknet_layers):
     weights.update(W.layers)
     with h5py.File(path, "w") as f:
         # model.save's layout: the weights under model_weights.
-        g0 = f.create_group("model_weights")
-        g0.attrs["layer_names"] = np.array([n.encode() for n in order])
-        g0.attrs["backend"] = b"tensorflow"
-        g0.attrs["keras_version"] = b"2.3.1"
-        for name in order:
-            g = g0.create_group(name)
-            ws = weights.get(name, [])
-            g.attrs["weight_names"] = np.array([n.encode() for n, _ in ws])
-            for n, value in ws:
-                g.create_dataset(n, value.shape, dtype="float32")[...] = value.astype(np.float32)
+        dn.write_keras_layers(f.create_group("model_weights"), order, weights)
 
 
 def main(out_dir):

@@ -82,24 +82,8 @@ DarknetImpl::DarknetImpl(DarknetOptions options) : options_(std::move(options)) 
   options_.validate();
   const auto& o = options_;
   cbl = register_module("cbl", torch::nn::ModuleList());
-  auto add = [&](std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride) {
-    cbl->push_back(ConvBnLeaky(in, out, kernel, stride, o));
-  };
-  add(o.in_channels, o.width, 3, 1);
-  std::int64_t channels = o.width;
-  for (std::size_t s = 0; s < o.blocks.size(); ++s) {
-    const std::int64_t c = o.stage_channels(static_cast<std::int64_t>(s));
-    add(channels, c, 3, 2);
-    for (std::int64_t b = 0; b < o.blocks[s]; ++b) {
-      add(c, c / 2, 1, 1);
-      add(c / 2, c, 3, 1);
-    }
-    channels = c;
-  }
-  for (std::int64_t i = 0; i < o.head_convs; ++i) {
-    const bool reduce = i % 2 == 0;  // 1x1 to 16w, then 3x3 back to 32w
-    const std::int64_t out = reduce ? channels / 2 : channels;
-    add(reduce ? channels : channels / 2, out, reduce ? 1 : 3, 1);
+  for (const DarknetCbl& c : darknet_layout(o)) {
+    cbl->push_back(ConvBnLeaky(c.in, c.out, c.kernel, c.stride, o));
   }
   for (std::int64_t i = 0; i < o.frozen_cbls; ++i) cbl->ptr<ConvBnLeakyImpl>(i)->freeze();
 }
@@ -122,28 +106,31 @@ DarknetFeatures DarknetImpl::forward(const at::Tensor& images) {
   return out;
 }
 
-std::vector<io::DarknetConvSection> darknet_sections(const DarknetOptions& o) {
+std::vector<DarknetCbl> darknet_layout(const DarknetOptions& o) {
   o.validate();
-  std::vector<io::DarknetConvSection> sections;
-  auto add = [&](std::int64_t in, std::int64_t out, std::int64_t kernel) {
-    sections.push_back({out, in, kernel, true});
-  };
-  // The same walk as DarknetImpl's constructor.
-  add(o.in_channels, o.width, 3);
+  std::vector<DarknetCbl> layout;
+  layout.push_back({o.in_channels, o.width, 3, 1});
   std::int64_t channels = o.width;
   for (std::size_t s = 0; s < o.blocks.size(); ++s) {
     const std::int64_t c = o.stage_channels(static_cast<std::int64_t>(s));
-    add(channels, c, 3);
+    layout.push_back({channels, c, 3, 2});
     for (std::int64_t b = 0; b < o.blocks[s]; ++b) {
-      add(c, c / 2, 1);
-      add(c / 2, c, 3);
+      layout.push_back({c, c / 2, 1, 1});
+      layout.push_back({c / 2, c, 3, 1});
     }
     channels = c;
   }
   for (std::int64_t i = 0; i < o.head_convs; ++i) {
-    const bool reduce = i % 2 == 0;
-    add(reduce ? channels : channels / 2, reduce ? channels / 2 : channels, reduce ? 1 : 3);
+    const bool reduce = i % 2 == 0;  // 1x1 to 16w, then 3x3 back to 32w
+    layout.push_back({reduce ? channels : channels / 2, reduce ? channels / 2 : channels,
+                      reduce ? 1 : 3, 1});
   }
+  return layout;
+}
+
+std::vector<io::DarknetConvSection> darknet_sections(const DarknetOptions& o) {
+  std::vector<io::DarknetConvSection> sections;
+  for (const DarknetCbl& c : darknet_layout(o)) sections.push_back({c.out, c.in, c.kernel, true});
   return sections;
 }
 

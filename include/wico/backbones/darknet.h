@@ -107,6 +107,14 @@ class DarknetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Darknet);
 
+// One CBL of the network: its channels, kernel and stride.
+struct DarknetCbl {
+  std::int64_t in = 0, out = 0, kernel = 1, stride = 1;
+};
+// Every CBL in creation order (the stem, each stage's stride-2 CBL and residual pairs, the head):
+// what the network builds, the .weights sections it reads and what a FLOP count walks.
+std::vector<DarknetCbl> darknet_layout(const DarknetOptions& options);
+
 // The network's convolutional sections in Darknet's cfg order (every one with batch norm), the
 // layout io::read_darknet_weights reads a .weights file in (section i = cbl.i; the `darknet`
 // name map).

@@ -295,7 +295,9 @@ VltOutput VltNetImpl::forward(const at::Tensor& images, const at::Tensor& word_v
   const at::Tensor maps = query_maps->forward(q);                                 // [B, Nq, h, w]
   const at::Tensor vectors = at::relu(query_vectors->forward(maps.flatten(2)));   // [B, Nq, d]
   const at::Tensor words = at::relu(word_features->forward(t.words));             // [B, T, d]
-  const at::Tensor vp = vectors + vlt_positions(o.queries, o.hidden).to(vectors.options());
+  // One table of the queries' positions: the QGM's and the decoder's inputs both add it.
+  const at::Tensor query_positions = vlt_positions(o.queries, o.hidden).to(vectors.options());
+  const at::Tensor vp = vectors + query_positions;
   const at::Tensor wp = words + vlt_positions(words.size(1), o.hidden).to(words.options());
   const at::Tensor fq = word_attention->forward(at::relu(query_in->forward(vp)),
                                                 at::relu(key_in->forward(wp)),
@@ -306,7 +308,7 @@ VltOutput VltNetImpl::forward(const at::Tensor& images, const at::Tensor& word_v
   at::Tensor memory = f_tf.flatten(2).transpose(1, 2);  // [B, h*w, d], row-major positions
   memory = memory + vlt_positions(memory.size(1), o.hidden).to(memory.options());
   for (const auto& layer : *encoder) memory = layer->as<VltEncoderLayerImpl>()->forward(memory);
-  at::Tensor decoded = fq + vlt_positions(o.queries, o.hidden).to(fq.options());
+  at::Tensor decoded = fq + query_positions;
   for (const auto& layer : *decoder) {
     decoded = layer->as<VltDecoderLayerImpl>()->forward(decoded, memory);
   }
