@@ -8,6 +8,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
@@ -168,6 +169,24 @@ double gemm_gflops(std::int64_t n) { return gemm_rates(n).best(); }
 ScratchDir::ScratchDir(const std::string& name)
     : path_(std::filesystem::temp_directory_path() /
             ("wico_bench_" + name + "_" + std::to_string(::getpid()))) {}
+
+BusyProcesses::BusyProcesses(int count) {
+  for (int i = 0; i < count; ++i) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      // Only arithmetic in the child: the parent's threads (OpenMP, loggers) do not exist here.
+      volatile std::uint64_t x = 0;
+      for (;;) x = x + 1;
+    }
+    if (pid < 0) throw Error("cannot start a busy process: fork failed");
+    pids_.push_back(pid);
+  }
+}
+
+BusyProcesses::~BusyProcesses() {
+  for (const int pid : pids_) ::kill(pid, SIGKILL);
+  for (const int pid : pids_) ::waitpid(pid, nullptr, 0);
+}
 
 ScratchDir::~ScratchDir() {
   std::error_code ignored;

@@ -11,6 +11,10 @@ void add_core_keys(Schema& schema) {
                2147483647.0)
       .integer("runtime.threads", 0, "CPU threads for LibTorch, OpenMP and BLAS; 0: all cores",
                0, 1024)
+      .flag("runtime.share_cores", true,
+            "when other processes keep cores busy, train and evaluate on the cores left over "
+            "(fewer threads, measured every 2 s); false: always runtime.threads (bit-identical "
+            "reruns whatever the load)")
       .text("runtime.conv_algorithm", "auto",
             "3x3 stride-1 CPU convolutions: auto (Winograd where it pays: oneDNN's on AVX-512 "
             "CPUs, else ours), direct (LibTorch's kernel, as the Python originals), winograd "

@@ -6,7 +6,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "wico/core/config.h"
 #include "wico/core/error.h"
@@ -98,7 +101,46 @@ void RunDir::write_config(const Config& config) const {
                                   config.to_yaml());
 }
 
-MetricsLog::MetricsLog(const fs::path& file) : file_(file), out_(file, std::ios::app) {
+namespace {
+
+// Keeps the complete records of iterations up to `iteration` (and records without one).
+void trim_metrics(const fs::path& file, std::int64_t iteration) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string kept;
+  std::size_t dropped = 0, start = 0;
+  while (start < text.size()) {
+    const std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) {  // cut off mid-write
+      ++dropped;
+      break;
+    }
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool later = record.is_object() && record.contains("iteration") &&
+                       record["iteration"].is_number_integer() &&
+                       record["iteration"].get<std::int64_t>() > iteration;
+    if (record.is_discarded() || later) {
+      ++dropped;
+      continue;
+    }
+    kept += line;
+    kept += '\n';
+  }
+  if (dropped == 0) return;
+  atomic_write(file, kept);
+  spdlog::info("{}: removed {} record(s) written after the checkpoint of iteration {} or cut "
+               "off by the interruption", file.string(), dropped, iteration);
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const fs::path& file, std::optional<std::int64_t> resumed_at_iteration)
+    : file_(file) {
+  if (resumed_at_iteration) trim_metrics(file, *resumed_at_iteration);
+  out_.open(file, std::ios::app);
   if (!out_) throw Error("cannot open '" + file.string() + "' for writing");
 }
 

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "wico/core/config.h"
+#include "wico/core/core_share.h"
 #include "wico/core/cpu_allocator.h"
 #include "wico/core/error.h"
 #include "wico/core/logging.h"
@@ -136,6 +137,7 @@ RuntimeInfo apply_runtime(const Config& config) {
   // LibTorch's intra-op pool and OpenMP (which OpenBLAS and oneDNN use) default to one thread on
   // some machines; set the count explicitly.
   at::set_num_threads(info.threads);
+  configure_core_share(info.threads, config.flag("runtime.share_cores"));
   info.device = resolve_device(config.text("runtime.device"));
   set_conv_algorithm(parse_conv_algorithm(config.text("runtime.conv_algorithm")));
   set_linear_backend(parse_linear_backend(config.text("runtime.linear_backend")));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <iomanip>
+#include <map>
 #include <mutex>
 #include <ostream>
 #include <sstream>
@@ -200,24 +201,83 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
 }
 
 std::optional<std::string> Schema::closest(const std::string& path) const {
-  // Compare whole paths, and also the last component alone so that a key written in the wrong
-  // section ("train.threads") still finds "runtime.threads".
-  const std::string leaf = path.substr(path.rfind('.') + 1);
+  const auto leaf_of = [](const std::string& p) { return p.substr(p.rfind('.') + 1); };
+  const auto section_of = [](const std::string& p) { return p.substr(0, p.find('.')); };
+  const auto close_enough = [](double distance, std::size_t length) {
+    return distance <= std::max<double>(2.5, 0.4 * static_cast<double>(length));
+  };
+  const std::string leaf = leaf_of(path);
+  const bool has_section = path.find('.') != std::string::npos;
+  const std::string section = section_of(path);
+
+  // 1. The exact key in another section ("train.threads" -> "runtime.threads").
+  for (const auto& spec : keys_) {
+    if (leaf_of(spec.path) == leaf) return spec.path;
+  }
+  // 2. A known section: its own keys first, by another tool's name for them ("run.dir" ->
+  //    "run.root", where "train.lr" is nearer by spelling) or by spelling within the section.
+  if (has_section && is_section(section)) {
+    const std::string rest = path.substr(section.size() + 1);
+    // Other tools' words for the same key, which no spelling distance finds.
+    static const std::map<std::string, std::string> kOtherNames = {
+        {"dir", "root"},           {"directory", "root"},     {"folder", "root"},
+        {"path", "root"},          {"out", "root"},           {"output", "root"},
+        {"output_dir", "root"},    {"learning_rate", "lr"},   {"base_lr", "lr"},
+        {"bs", "batch_size"},      {"batch", "batch_size"},   {"num_workers", "workers"},
+        {"max_iter", "iterations"}, {"iters", "iterations"}, {"steps", "iterations"},
+        {"max_epochs", "epochs"}};
+    const auto other = kOtherNames.find(rest);
+    if (other != kOtherNames.end() && find(section + "." + other->second) != nullptr) {
+      return section + "." + other->second;
+    }
+    std::optional<std::string> best;
+    double best_distance = 1e9;
+    for (const auto& spec : keys_) {
+      if (section_of(spec.path) != section) continue;
+      const double d = static_cast<double>(
+          edit_distance(rest, spec.path.substr(section.size() + 1)));
+      if (d < best_distance) {
+        best_distance = d;
+        best = spec.path;
+      }
+    }
+    if (best && best_distance <= std::max<double>(3.0, 0.6 * static_cast<double>(rest.size()))) {
+      return best;
+    }
+  }
+  // 3. A misspelt section ("trian" -> "train", "trian.lr" -> "train.lr").
+  if (!is_section(section)) {
+    std::optional<std::string> best_section;
+    double best_distance = 1e9;
+    for (const auto& spec : keys_) {
+      const std::string candidate = section_of(spec.path);
+      const double d = static_cast<double>(edit_distance(section, candidate));
+      if (d < best_distance) {
+        best_distance = d;
+        best_section = candidate;
+      }
+    }
+    if (best_section && close_enough(best_distance, section.size())) {
+      if (!has_section) return best_section;
+      const std::string renamed = *best_section + path.substr(section.size());
+      if (find(renamed) != nullptr) return renamed;
+      if (auto inside = closest(renamed)) return inside;
+      return best_section;
+    }
+  }
+  // 4. Anything near by whole path or by last component.
   std::optional<std::string> best;
   double best_score = 1e9;
   for (const auto& spec : keys_) {
-    const std::string spec_leaf = spec.path.substr(spec.path.rfind('.') + 1);
     const double whole = static_cast<double>(edit_distance(path, spec.path));
-    const double by_leaf = static_cast<double>(edit_distance(leaf, spec_leaf)) + 0.5;
+    const double by_leaf = static_cast<double>(edit_distance(leaf, leaf_of(spec.path))) + 0.5;
     const double score = std::min(whole, by_leaf);
     if (score < best_score) {
       best_score = score;
       best = spec.path;
     }
   }
-  if (best && best_score <= std::max<double>(2.5, 0.4 * static_cast<double>(leaf.size()))) {
-    return best;
-  }
+  if (best && close_enough(best_score, leaf.size())) return best;
   return std::nullopt;
 }
 

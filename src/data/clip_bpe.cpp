@@ -6,6 +6,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+
 #include <climits>
 #include <cstdlib>
 #include <utility>
@@ -19,12 +21,22 @@ namespace {
 // The merges CLIP keeps: lines 1 .. 49152-256-2 of the file (line 0 is a version header).
 constexpr int kMergeCount = 49152 - 256 - 2;
 
+// Reads the lines the tokenizer uses (the version header and kMergeCount merges) and no more:
+// CLIP's file decompresses to 1.4 MB, and a crafted one of a few KB could decompress to
+// gigabytes. More than 16 MB before those lines is an error.
 std::string read_gzip(const std::string& path) {
   gzFile file = gzopen(path.c_str(), "rb");
   if (file == nullptr) throw Error("cannot open CLIP BPE merges file '" + path + "'");
+  constexpr std::size_t kMaxBytes = std::size_t{16} << 20;
   std::string content;
+  std::size_t lines = 0;
   char buffer[1 << 16];
-  while (true) {
+  while (lines <= static_cast<std::size_t>(kMergeCount)) {
+    if (content.size() > kMaxBytes) {
+      gzclose(file);
+      throw Error("CLIP BPE merges file '" + path + "' decompresses to more than 16 MB before its " +
+                  std::to_string(kMergeCount + 1) + "th line (CLIP's whole file is 1.4 MB)");
+    }
     const int n = gzread(file, buffer, sizeof(buffer));
     if (n < 0) {
       int code = 0;
@@ -34,6 +46,7 @@ std::string read_gzip(const std::string& path) {
     }
     if (n == 0) break;
     content.append(buffer, static_cast<std::size_t>(n));
+    lines += static_cast<std::size_t>(std::count(buffer, buffer + n, '\n'));
   }
   gzclose(file);
   return content;

@@ -253,10 +253,20 @@ Rle rle_from_polygon(const std::vector<double>& xy, int height, int width) {
   // 2. Every grid point along each edge, stepping one unit along its longer axis. The edge is
   //    always walked from its lower end (so the rounding of the other coordinate does not depend
   //    on the direction), but the points are stored in the polygon's order.
+  //    Every point is stored (as pycocotools does), so a vertex far outside the image would make
+  //    a few bytes of JSON allocate gigabytes: an edge may span at most the image's perimeter
+  //    (a vertex about an image's size outside it), which every real annotation keeps within.
   std::size_t points = 0;
+  const auto max_edge =
+      static_cast<std::int64_t>(kPolygonScale) * 2 * (std::int64_t{height} + width);
   for (std::size_t j = 0; j < k; ++j) {
-    points += static_cast<std::size_t>(
-                  std::max(std::abs(gx[j] - gx[j + 1]), std::abs(gy[j] - gy[j + 1]))) + 1;
+    const std::int64_t edge =
+        std::max(std::abs(gx[j] - gx[j + 1]), std::abs(gy[j] - gy[j + 1]));
+    WICO_CHECK(edge <= max_edge, "rle_from_polygon: edge ", j, " from (", xy[2 * j], ", ",
+               xy[2 * j + 1], ") to (", xy[2 * ((j + 1) % k)], ", ", xy[2 * ((j + 1) % k) + 1],
+               ") is longer than the perimeter of the ", width, " x ", height,
+               " image (a vertex far outside it)");
+    points += static_cast<std::size_t>(edge) + 1;
   }
   std::vector<int> u, v;
   u.reserve(points);

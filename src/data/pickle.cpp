@@ -13,7 +13,9 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <system_error>
 #include <unordered_map>
@@ -690,6 +692,51 @@ enum Opcode : unsigned char {
 
 }  // namespace
 
+bool is_weight_file_global(std::string_view module, std::string_view name) {
+  const auto starts = [](std::string_view text, std::string_view prefix) {
+    return text.substr(0, prefix.size()) == prefix;
+  };
+  const auto ends = [](std::string_view text, std::string_view suffix) {
+    return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+  };
+  const bool builtins = module == "__builtin__" || module == "builtins";
+  if (builtins) {
+    return name == "set" || name == "frozenset" || name == "bytes" || name == "bytearray" ||
+           name == "slice" || name == "complex";
+  }
+  if (module == "collections") return name == "OrderedDict" || name == "Counter";
+  if (module == "_codecs") return name == "encode";
+  if (module == "argparse") return name == "Namespace";  // LAVT's and CRIS's saved arguments
+  // torch.save: tensor and parameter rebuilding, storage classes, sizes, devices, dtypes.
+  if (module == "torch._utils") return starts(name, "_rebuild_");
+  if (module == "torch._tensor") return name == "_rebuild_from_type_v2";
+  if (module == "torch.storage") return name == "_load_from_bytes";
+  if (module == "torch.nn.parameter") return name == "Parameter";
+  if (module == "torch.serialization") return name == "_get_layout";
+  if (module == "torch.jit._pickle") return true;  // TorchScript's list and tensor builders
+  if (module == "torch" || module == "torch.cuda") {
+    static const std::set<std::string_view> kTorch = {
+        "Size",    "device",  "Tensor",   "float16", "float32", "float64",    "bfloat16",
+        "half",    "float",   "double",   "int8",    "int16",   "int32",      "int64",
+        "uint8",   "bool",    "long",     "int",     "short",   "complex64",  "complex128",
+        "strided", "contiguous_format", "channels_last"};
+    return ends(name, "Storage") || kTorch.count(name) > 0;
+  }
+  // TorchScript archives name their own classes; their code is never run here.
+  if (starts(module, "__torch__")) return true;
+  // numpy arrays and scalars (detectron2's .pkl, arrays inside checkpoints).
+  for (const std::string_view root : {"numpy.core.", "numpy._core."}) {
+    if (starts(module, root)) {
+      const std::string_view rest = module.substr(root.size());
+      return (rest == "multiarray" && (name == "_reconstruct" || name == "scalar")) ||
+             (rest == "numeric" && name == "_frombuffer");
+    }
+  }
+  if (module == "numpy") return name == "ndarray" || name == "dtype";
+  if (module == "numpy.dtypes") return true;  // numpy 2's dtype classes
+  return false;
+}
+
 class PickleReader {
  public:
   PickleReader(std::string_view data, const std::string& source, const PickleOptions& options)
@@ -717,6 +764,12 @@ class PickleReader {
     }
     Item result = pop_item();
     if (result.callable != Callable::kNone) fail("unsupported construct: a bare global as the result");
+    for (const auto& [name, offset] : unvetted_) {
+      // A class outside the allow-list is accepted only as the class of a torch.nn.Module that
+      // torch.save(model) stored: instantiated without running its code and given a module's
+      // state (its _parameters), as MAttNet's checkpoints hold their model.
+      if (module_classes_.count(name) == 0) fail_global(name, offset);
+    }
     validate(result.value);
     succeeded_ = true;
     return std::move(result.value);
@@ -726,6 +779,13 @@ class PickleReader {
  private:
   [[noreturn]] void fail(const std::string& message) const {
     throw Error(detail::concat(message, " at byte offset ", op_start_, " in ", source_));
+  }
+  [[noreturn]] void fail_global(const std::string& name, std::size_t offset) const {
+    throw Error(detail::concat(
+        "global '", quote_for_message(name), "' at byte offset ", offset, " in ", source_,
+        " is not allowed in a weight file: only torch's tensor, storage and parameter rebuilding, "
+        "numpy arrays, OrderedDict, _codecs.encode, argparse.Namespace and torch.nn.Module "
+        "classes restored from their state are (nothing in a pickle is ever executed)"));
   }
 
   // ---- input ----
@@ -1062,8 +1122,16 @@ class PickleReader {
     if (callable != Callable::kNone) {
       stack_.push_back(Item{PyValue(), callable});
     } else {
+      if (!is_weight_file_global(module, name)) {
+        unvetted_.emplace(detail::concat(module, ".", name), op_start_);
+      }
       push(make_global(module, name));
     }
+  }
+  // Calls run code in Python: a call of a global outside the allow-list is refused at once.
+  void check_callable(const std::string& name) const {
+    const auto it = unvetted_.find(name);
+    if (it != unvetted_.end()) fail_global(name, it->second);
   }
 
   std::string latin1_encode(const std::string& text) {
@@ -1309,7 +1377,11 @@ class PickleReader {
             fail("unsupported construct: call of a value that is not a global");
           }
           if (!args.is_tuple()) fail("unsupported construct: call arguments are not a tuple");
-          return push(make_object(callable.value.class_name(), std::move(args)));
+          const std::string& name = callable.value.class_name();
+          if (op == kReduce) check_callable(name);
+          PyValue object = make_object(name, std::move(args));
+          if (op == kNewObj && unvetted_.count(name)) pending_.emplace(object.identity(), name);
+          return push(std::move(object));
         }
         return push(call(callable.callable, args));
       }
@@ -1322,6 +1394,7 @@ class PickleReader {
           fail("NEWOBJ_EX needs a global, a tuple and a dict");
         }
         PyValue object = make_object(cls.class_name(), std::move(args));
+        if (unvetted_.count(cls.class_name())) pending_.emplace(object.identity(), cls.class_name());
         if (kwargs.size() > 0) object.node_->items[1] = std::move(kwargs);
         return push(std::move(object));
       }
@@ -1330,6 +1403,7 @@ class PickleReader {
         PyValue::List values = pop_mark_values();
         if (values.empty() || !values[0].is_global()) fail("OBJ needs a global class");
         const std::string name = values[0].class_name();
+        check_callable(name);
         values.erase(values.begin());
         return push(make_object(name, make_tuple(std::move(values))));
       }
@@ -1337,6 +1411,9 @@ class PickleReader {
         require_objects("class instance");
         const std::string_view module = read_line();
         const std::string_view name = read_line();
+        if (!is_weight_file_global(module, name)) {
+          fail_global(detail::concat(module, ".", name), op_start_);
+        }
         PyValue::List values = pop_mark_values();
         return push(make_object(detail::concat(module, ".", name), make_tuple(std::move(values))));
       }
@@ -1360,6 +1437,11 @@ class PickleReader {
         Item& target = top();
         if (options_.objects && target.callable == Callable::kNone) {
           if (target.value.is_object()) {
+            const auto pending = pending_.find(target.value.identity());
+            if (pending != pending_.end()) {
+              if (state.find("_parameters") != nullptr) module_classes_.insert(pending->second);
+              pending_.erase(pending);
+            }
             target.value.node_->items[1] = std::move(state);
             return;
           }
@@ -1454,6 +1536,11 @@ class PickleReader {
   std::unordered_map<std::uint64_t, Item> sparse_memo_;
   std::uint64_t memo_count_ = 0;
   std::vector<std::shared_ptr<Node>> containers_;
+  // Globals outside the weight-file allow-list (name -> first byte offset), the objects NEWOBJ
+  // made of them that still wait for their BUILD, and the classes that got a module's state.
+  std::map<std::string, std::size_t> unvetted_;
+  std::unordered_map<const void*, std::string> pending_;
+  std::set<std::string> module_classes_;
 };
 
 PyValue parse_pickle(std::string_view bytes, const std::string& source_name,
@@ -1492,6 +1579,28 @@ class PickleWriter {
     return std::move(out_);
   }
 
+  // The bytes write() gives PyValue::list(items), for items that share no value with each
+  // other, with each item made by `next_item` and handed to `flush` as bytes once written.
+  void write_list(std::size_t count, const std::function<PyValue()>& next_item,
+                  const std::function<void(const std::string&)>& flush) {
+    static const char kListKey = 0;
+    out_ += static_cast<char>(kProto);
+    out_ += static_cast<char>(protocol_);
+    op(kEmptyList);
+    memo_put(&kListKey);
+    write_batches(count, [&](std::size_t) {
+      const PyValue item = next_item();
+      write_value(item, 1);
+      // The item's nodes are freed after this; their addresses must not match a later node.
+      forget(item);
+      flush(out_);
+      out_.clear();
+    }, kAppend, kAppends);
+    op(kStop);
+    flush(out_);
+    out_.clear();
+  }
+
  private:
   void put_le(std::uint64_t v, int n) {
     for (int i = 0; i < n; ++i) out_ += static_cast<char>((v >> (8 * i)) & 0xFF);
@@ -1499,7 +1608,7 @@ class PickleWriter {
   void op(unsigned char code) { out_ += static_cast<char>(code); }
 
   void memo_put(const void* key) {
-    const auto index = static_cast<std::uint32_t>(memo_.size());
+    const auto index = next_memo_++;
     memo_.emplace(key, index);
     if (index < 256) {
       op(kBinPut);
@@ -1689,11 +1798,25 @@ class PickleWriter {
     }
   }
 
+  void forget(const PyValue& value) {
+    const Node* node = value.node_.get();
+    if (node == nullptr || memo_.erase(node) == 0) return;
+    if (value.is_list() || value.is_tuple()) {
+      for (const PyValue& item : value.items()) forget(item);
+    } else if (value.is_dict()) {
+      for (const auto& [key, item] : value.as_dict()) {
+        forget(key);
+        forget(item);
+      }
+    }
+  }
+
   static const char kCodecsKey;
   static const char kLatin1Key;
   int protocol_;
   std::string out_;
   std::unordered_map<const void*, std::uint32_t> memo_;
+  std::uint32_t next_memo_ = 0;
 };
 
 const char PickleWriter::kCodecsKey = 0;
@@ -1707,22 +1830,63 @@ std::string write_pickle(const PyValue& value, int protocol) {
   return PickleWriter(protocol).write(value);
 }
 
-void save_pickle(const std::filesystem::path& path, const PyValue& value, int protocol) {
-  const std::string bytes = write_pickle(value, protocol);
+namespace {
+
+// Writes what `produce` hands its sink to path + ".tmp" and renames it over `path`; on any
+// failure (a full disk) the temporary file is removed and the old file kept.
+void write_replacing(const std::filesystem::path& path,
+                     const std::function<void(const std::function<void(const std::string&)>&)>&
+                         produce) {
   const std::filesystem::path temporary = path.string() + ".tmp";
-  {
+  std::error_code ignored;
+  try {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) throw Error(detail::concat("cannot write pickle file ", temporary.string()));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    produce([&](const std::string& bytes) {
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!out) {
+        throw Error(detail::concat("cannot write pickle file ", temporary.string(),
+                                   " (disk full?); ", path.string(), " is left as it was"));
+      }
+    });
     out.flush();
-    if (!out) throw Error(detail::concat("cannot write pickle file ", temporary.string()));
+    out.close();
+    if (!out) {
+      throw Error(detail::concat("cannot write pickle file ", temporary.string(),
+                                 " (disk full?); ", path.string(), " is left as it was"));
+    }
+  } catch (...) {
+    std::filesystem::remove(temporary, ignored);
+    throw;
   }
   std::error_code ec;
   std::filesystem::rename(temporary, path, ec);
   if (ec) {
-    std::filesystem::remove(temporary, ec);
+    std::filesystem::remove(temporary, ignored);
     throw Error(detail::concat("cannot rename ", temporary.string(), " to ", path.string()));
   }
+}
+
+void check_protocol(int protocol) {
+  if (protocol < 2 || protocol > 5) {
+    throw Error(detail::concat("write_pickle: protocol ", protocol,
+                               " not supported (2 to 5 are)"));
+  }
+}
+
+}  // namespace
+
+void save_pickle(const std::filesystem::path& path, const PyValue& value, int protocol) {
+  const std::string bytes = write_pickle(value, protocol);
+  write_replacing(path, [&](const auto& sink) { sink(bytes); });
+}
+
+void save_pickle_list(const std::filesystem::path& path, std::size_t count,
+                      const std::function<PyValue()>& next_item, int protocol) {
+  check_protocol(protocol);
+  write_replacing(path, [&](const auto& sink) {
+    PickleWriter(protocol).write_list(count, next_item, sink);
+  });
 }
 
 }  // namespace wico::data

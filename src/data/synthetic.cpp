@@ -1,5 +1,6 @@
 #include "wico/data/synthetic.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -84,6 +85,36 @@ struct Scene {
   std::vector<std::array<double, 4>> boxes;
   std::vector<ImageRefs> refs;
 };
+
+// What the annotation files need of one image, kept until they are written in image order: the
+// masks and shapes are dropped as soon as the image is on disk (20,000 scenes with their masks
+// took 20 GB), the segmentations are kept as their JSON text.
+struct SceneRecord {
+  struct Annotation {
+    int category = 0;              // index into synthetic_categories()
+    std::string segmentation;      // JSON text
+    double area = 0;
+    std::array<double, 4> box{};
+  };
+  int width = 0, height = 0;
+  std::string split;
+  std::vector<Annotation> annotations;
+  std::vector<ImageRefs> refs;
+};
+
+SceneRecord record_of(Scene&& scene) {
+  SceneRecord record;
+  record.width = scene.width;
+  record.height = scene.height;
+  record.split = std::move(scene.split);
+  for (std::size_t k = 0; k < scene.annotated.size(); ++k) {
+    record.annotations.push_back({scene.shapes[scene.annotated[k]].category,
+                                  scene.segmentations[k].dump(), scene.areas[k],
+                                  scene.boxes[k]});
+  }
+  record.refs = std::move(scene.refs);
+  return record;
+}
 
 std::uint64_t mix(std::uint64_t x) {  // splitmix64: decorrelates per-image seeds
   x += 0x9e3779b97f4a7c15ULL;
@@ -502,7 +533,7 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
   fs::create_directories(image_dir);
   fs::create_directories(ann_dir);
 
-  std::vector<Scene> scenes(options.images);
+  std::vector<SceneRecord> scenes(options.images);
   std::atomic<int> next{0};
   std::mutex progress_mutex;
   Progress::Options progress_options;
@@ -515,7 +546,7 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
       if (i >= options.images) return;
       try {
         cv::Mat3b image;
-        scenes[i] = make_scene(options.seed, i, image);
+        scenes[i] = record_of(make_scene(options.seed, i, image));
         const fs::path file = image_dir / image_file_name(i + 1);
         if (!cv::imwrite(file.string(), image, {cv::IMWRITE_JPEG_QUALITY, 92})) {
           throw Error("cannot write image '" + file.string() + "'");
@@ -536,74 +567,102 @@ SyntheticSummary generate_synthetic(const SyntheticOptions& options) {
   progress.finish();
   if (!first_error.empty()) throw Error("synth: " + first_error);
 
-  // Ids in image order, so the files are identical whatever the thread count.
-  SyntheticSummary summary;
-  nlohmann::json images = nlohmann::json::array(), annotations = nlohmann::json::array();
-  PyValue::List refs;
-  int ann_id = 0, ref_id = 0, sent_id = 0;
-  std::set<std::string> vocabulary;  // every word of every sentence, for the word vectors
-  for (int i = 0; i < options.images; ++i) {
-    const Scene& scene = scenes[i];
-    const int image_id = i + 1;
-    images.push_back({{"id", image_id}, {"file_name", image_file_name(image_id)},
-                      {"height", scene.height}, {"width", scene.width}});
-    ++summary.images_per_split[scene.split];
-    std::vector<int> ann_ids;
-    for (std::size_t k = 0; k < scene.annotated.size(); ++k) {
-      ann_ids.push_back(++ann_id);
-      const auto& b = scene.boxes[k];
-      const Shape& shape = scene.shapes[scene.annotated[k]];
-      annotations.push_back({{"id", ann_id}, {"image_id", image_id},
-                             {"category_id", synthetic_categories()[shape.category].id},
-                             {"segmentation", scene.segmentations[k]}, {"area", scene.areas[k]},
-                             {"bbox", {b[0], b[1], b[2], b[3]}}, {"iscrowd", 0}});
-    }
-    for (const auto& r : scene.refs) {
-      PyValue::List sentences, sent_ids;
-      for (const auto& s : r.sentences) {
-        PyValue::List tokens;
-        std::string joined;
-        for (const auto& t : s.tokens) {
-          vocabulary.insert(t);
-          tokens.push_back(PyValue::string(t));
-          joined += (joined.empty() ? "" : " ") + t;
-        }
-        sent_ids.push_back(PyValue::integer(sent_id));
-        sentences.push_back(PyValue::dict({{PyValue::string("tokens"), PyValue::list(tokens)},
-                                           {PyValue::string("raw"), PyValue::string(s.raw)},
-                                           {PyValue::string("sent_id"), PyValue::integer(sent_id)},
-                                           {PyValue::string("sent"), PyValue::string(joined)}}));
-        ++sent_id;
-      }
-      char file_name[80];
-      std::snprintf(file_name, sizeof(file_name), "COCO_train2014_%012d_%d.jpg", image_id,
-                    ann_ids[r.annotation]);
-      refs.push_back(PyValue::dict(
-          {{PyValue::string("sent_ids"), PyValue::list(sent_ids)},
-           {PyValue::string("file_name"), PyValue::string(file_name)},
-           {PyValue::string("ann_id"), PyValue::integer(ann_ids[r.annotation])},
-           {PyValue::string("ref_id"), PyValue::integer(ref_id)},
-           {PyValue::string("image_id"), PyValue::integer(image_id)},
-           {PyValue::string("split"), PyValue::string(scene.split)},
-           {PyValue::string("sentences"), PyValue::list(sentences)},
-           {PyValue::string("category_id"),
-            PyValue::integer(
-                synthetic_categories()[scene.shapes[scene.annotated[r.annotation]].category].id)}}));
-      ++ref_id;
-      ++summary.refs_per_split[scene.split];
-      summary.sentences += static_cast<int>(r.sentences.size());
-    }
-  }
   nlohmann::json categories = nlohmann::json::array();
   for (const auto& c : synthetic_categories()) {
     categories.push_back({{"id", c.id}, {"name", c.name}, {"supercategory", c.group}});
   }
-  const nlohmann::json instances = {
-      {"info", {{"description", "WiCo++ synthetic referring segmentation set"},
-                {"seed", options.seed}, {"images", options.images}}},
-      {"images", images}, {"annotations", annotations}, {"categories", categories}};
-  atomic_write(ann_dir / "instances.json", instances.dump());
-  save_pickle(ann_dir / "refs(unc).p", PyValue::list(refs), 2);
+  const nlohmann::json info = {{"description", "WiCo++ synthetic referring segmentation set"},
+                               {"seed", options.seed},
+                               {"images", options.images}};
+  // instances.json first, so that the segmentations' text is gone before the refs' Python values
+  // are built. Streamed in the bytes nlohmann's dump() gives the whole object (keys in sorted
+  // order, no spaces), without holding that object or its text.
+  atomic_write_with(ann_dir / "instances.json", [&](const ByteSink& sink) {
+    auto put = [&](const std::string& text) { sink(text.data(), text.size()); };
+    put("{\"annotations\":[");
+    int id = 0;
+    for (int i = 0; i < options.images; ++i) {
+      for (const auto& a : scenes[i].annotations) {
+        ++id;
+        put(fmt::format("{}{{\"area\":{},\"bbox\":{},\"category_id\":{},\"id\":{},"
+                        "\"image_id\":{},\"iscrowd\":0,\"segmentation\":{}}}",
+                        id == 1 ? "" : ",", nlohmann::json(a.area).dump(),
+                        nlohmann::json(a.box).dump(), synthetic_categories()[a.category].id, id,
+                        i + 1, a.segmentation));
+      }
+    }
+    put("],\"categories\":" + categories.dump() + ",\"images\":[");
+    for (int i = 0; i < options.images; ++i) {
+      const nlohmann::json image = {{"id", i + 1}, {"file_name", image_file_name(i + 1)},
+                                    {"height", scenes[i].height}, {"width", scenes[i].width}};
+      put((i == 0 ? "" : ",") + image.dump());
+    }
+    put("],\"info\":" + info.dump() + "}");
+  });
+  for (auto& scene : scenes) {
+    for (auto& a : scene.annotations) std::string().swap(a.segmentation);
+  }
+  // Ids in image order, so the files are identical whatever the thread count. The refs are made
+  // one at a time as the pickle is written.
+  SyntheticSummary summary;
+  std::size_t ref_count = 0;
+  for (const auto& scene : scenes) ref_count += scene.refs.size();
+  int ann_id = 0, ref_id = 0, sent_id = 0;
+  std::set<std::string> vocabulary;  // every word of every sentence, for the word vectors
+  std::size_t image = 0, ref_in_image = 0;
+  int first_ann_id = 1;
+  const auto next_ref = [&]() -> PyValue {
+    // Past the images without (more) refs, counting each image and its annotations once.
+    while (ref_in_image >= scenes[image].refs.size()) {
+      ++summary.images_per_split[scenes[image].split];
+      ann_id += static_cast<int>(scenes[image].annotations.size());
+      scenes[image] = SceneRecord();  // done with this image
+      ++image;
+      ref_in_image = 0;
+      first_ann_id = ann_id + 1;
+    }
+    const SceneRecord& scene = scenes[image];
+    const ImageRefs& r = scene.refs[ref_in_image++];
+    const int image_id = static_cast<int>(image) + 1;
+    PyValue::List sentences, sent_ids;
+    for (const auto& s : r.sentences) {
+      PyValue::List tokens;
+      std::string joined;
+      for (const auto& t : s.tokens) {
+        vocabulary.insert(t);
+        tokens.push_back(PyValue::string(t));
+        joined += (joined.empty() ? "" : " ") + t;
+      }
+      sent_ids.push_back(PyValue::integer(sent_id));
+      sentences.push_back(PyValue::dict({{PyValue::string("tokens"), PyValue::list(tokens)},
+                                         {PyValue::string("raw"), PyValue::string(s.raw)},
+                                         {PyValue::string("sent_id"), PyValue::integer(sent_id)},
+                                         {PyValue::string("sent"), PyValue::string(joined)}}));
+      ++sent_id;
+    }
+    const int ref_ann_id = first_ann_id + r.annotation;
+    char file_name[80];
+    std::snprintf(file_name, sizeof(file_name), "COCO_train2014_%012d_%d.jpg", image_id,
+                  ref_ann_id);
+    ++ref_id;
+    ++summary.refs_per_split[scene.split];
+    summary.sentences += static_cast<int>(r.sentences.size());
+    return PyValue::dict(
+        {{PyValue::string("sent_ids"), PyValue::list(sent_ids)},
+         {PyValue::string("file_name"), PyValue::string(file_name)},
+         {PyValue::string("ann_id"), PyValue::integer(ref_ann_id)},
+         {PyValue::string("ref_id"), PyValue::integer(ref_id - 1)},
+         {PyValue::string("image_id"), PyValue::integer(image_id)},
+         {PyValue::string("split"), PyValue::string(scene.split)},
+         {PyValue::string("sentences"), PyValue::list(sentences)},
+         {PyValue::string("category_id"),
+          PyValue::integer(synthetic_categories()[scene.annotations[r.annotation].category].id)}});
+  };
+  save_pickle_list(ann_dir / "refs(unc).p", ref_count, next_ref, 2);
+  for (; image < scenes.size(); ++image) {  // the images after the last ref
+    ++summary.images_per_split[scenes[image].split];
+    ann_id += static_cast<int>(scenes[image].annotations.size());
+  }
   write_word_vectors(options.out / kSyntheticVectorsFile, vocabulary, options.seed);
   summary.images = options.images;
   summary.annotations = ann_id;

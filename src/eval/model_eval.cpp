@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "wico/core/core_share.h"
 #include "wico/core/error.h"
 #include "wico/core/progress.h"
 #include "wico/core/run_dir.h"
@@ -100,6 +101,7 @@ ModelEvalResult evaluate_model(nn::RisModel& model, const data::ReferDataset& da
   Progress progress("eval " + split, static_cast<std::int64_t>(dataset.size()), progress_options);
   std::map<std::string, std::pair<double, std::int64_t>> spread_sums;
   while (auto host_batch = loader.next()) {
+    share_cores_with_load();
     const data::Batch batch = host_batch->to(device);
     synchronize_device(device);  // the clock counts this batch's work, not queued work
     const auto t0 = Clock::now();

@@ -8,6 +8,9 @@
 #include <torch/serialize/output-archive.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
+
 #include <algorithm>
 #include <atomic>
 #include <fstream>
@@ -283,6 +286,28 @@ void CheckpointDir::prune() const {
     std::error_code ignored;
     fs::remove(all[i], ignored);
   }
+}
+
+int CheckpointDir::remove_stale_temporaries() const {
+  if (!fs::is_directory(dir_)) return 0;
+  // atomic_write_with's temporaries: <final name>.tmp.<pid>.<counter>.
+  static const std::regex pattern(R"(.+\.tmp\.(\d+)\.\d+)");
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (!std::regex_match(name, match, pattern)) continue;
+    const auto pid = static_cast<pid_t>(std::stol(match[1].str()));
+    // Ours, or a process that still exists (signal 0 tests existence): maybe still writing.
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    std::error_code ec;
+    if (fs::remove(entry.path(), ec)) ++removed;
+  }
+  if (removed > 0) {
+    spdlog::info("{}: removed {} unfinished checkpoint file(s) of an interrupted run",
+                 dir_.string(), removed);
+  }
+  return removed;
 }
 
 namespace {

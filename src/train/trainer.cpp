@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wico/backbones/resnet.h"
+#include "wico/core/core_share.h"
 #include "wico/core/error.h"
 #include "wico/io/pretrained.h"
 #include "wico/core/logging.h"
@@ -350,7 +351,10 @@ void Trainer::Impl::setup() {
   if (!resumed) torch::manual_seed(seed + static_cast<std::uint64_t>(dist->rank()));
   if (main()) {
     fs::create_directories(run_dir);
-    metrics = std::make_unique<MetricsLog>(run_dir / "metrics.jsonl");
+    metrics = std::make_unique<MetricsLog>(
+        run_dir / "metrics.jsonl",
+        resumed ? std::optional<std::int64_t>(state.iteration) : std::nullopt);
+    checkpoints->remove_stale_temporaries();
     std::int64_t trainable = 0, frozen = 0;
     for (const auto& p : model->parameters()) (p.requires_grad() ? trainable : frozen) += p.numel();
     spdlog::info("model {}: {:.2f}M trainable parameters, {:.2f}M frozen; {} optimizer group(s)",
@@ -471,6 +475,7 @@ TrainResult Trainer::Impl::loop() {
   std::int64_t last_checkpoint_iteration = -1;
 
   while (state.iteration < total_steps) {
+    share_cores_with_load();
     optim.optimizer->zero_grad();
     std::map<std::string, double> step_losses;
     std::vector<std::string> non_finite;

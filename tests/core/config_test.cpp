@@ -16,6 +16,7 @@ using test::TempDir;
 Schema test_schema() {
   Schema s;
   s.text("run.name", "", "name")
+      .text("run.root", "runs", "root")
       .integer("runtime.threads", 0, "threads", 0, 64)
       .real("train.lr", 1e-4, "learning rate", 0.0, 1.0)
       .flag("train.amp", false, "mixed precision")
@@ -105,6 +106,21 @@ TEST(Config, UnknownKeyNamesFileLineAndSuggestion) {
   EXPECT_THAT(msg, HasSubstr("a.yaml:3"));
   EXPECT_THAT(msg, HasSubstr("unknown key 'train.lrr'"));
   EXPECT_THAT(msg, HasSubstr("did you mean 'train.lr'?"));
+}
+
+TEST(Config, MisspeltSectionsAndKeysFindTheirOwnSectionFirst) {
+  const Schema schema = test_schema();
+  EXPECT_EQ(schema.closest("trian"), "train");
+  EXPECT_EQ(schema.closest("trian.lr"), "train.lr");
+  EXPECT_EQ(schema.closest("trian.lrr"), "train.lr");
+  EXPECT_EQ(schema.closest("modle.depth"), "model.depths");
+  // Within its own section before a nearer last component elsewhere ("lr" is 2 edits from "dir").
+  EXPECT_EQ(schema.closest("run.dir"), "run.root");
+  EXPECT_EQ(schema.closest("runtime.threds"), "runtime.threads");
+  TempDir dir;
+  const auto file = dir.write("a.yaml", "trian:\n  lr: 0.1\n");
+  const std::string msg = config_error([&] { Config::load(file, {}, schema); });
+  EXPECT_THAT(msg, HasSubstr("a.yaml:1: unknown key 'trian' (did you mean 'train'?)"));
 }
 
 TEST(Config, KeyInTheWrongSectionSuggestsTheRightOne) {

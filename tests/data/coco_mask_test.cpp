@@ -202,6 +202,16 @@ TEST(CocoMaskPolygon, DegenerateInputs) {
               HasSubstr("coordinate 2"));
 }
 
+TEST(CocoMaskPolygon, AFarVertexIsAnErrorNotGigabytes) {
+  // 30 bytes of JSON whose edge would be walked through 4.5e8 grid points (3.6 GB).
+  EXPECT_THAT(error_of([] { rle_from_polygon({0, 0, 9e7, 0, 0, 1}, 10, 10); }),
+              HasSubstr("edge 0 from (0, 0) to (9e+07, 0) is longer than the perimeter of the "
+                        "10 x 10 image"));
+  // A vertex an image's size outside is still rasterised (clipped, as pycocotools does).
+  const Rle clipped = rle_from_polygon({-10, -10, 19.9, -10, 19.9, 19.9, -10, 19.9}, 10, 10);
+  EXPECT_EQ(rle_area(clipped), 100u);
+}
+
 TEST(CocoMaskPolygon, FirstPartOfFourNumbersMeansBoxes) {
   EXPECT_EQ(rle_from_polygons({{2.3, 4.7, 10.2, 5.1}}, 20, 30),
             rle_from_bbox({2.3, 4.7, 10.2, 5.1}, 20, 30));

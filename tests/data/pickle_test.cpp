@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -269,6 +270,96 @@ TEST(PickleErrors, UnsupportedGlobalIsNamed) {
   EXPECT_THAT(parse_error("\x80\x04\x8c\x05numpy\x8c\x07ndarray\x93."), HasSubstr("numpy.ndarray"));
 }
 
+std::string weight_error(const std::string& bytes) {
+  PickleOptions options;
+  options.objects = true;
+  return error_of([&] { parse_pickle(bytes, "weights.pth", options); });
+}
+
+// What a malicious "checkpoint" does: call os.system, builtins.eval or subprocess.Popen when
+// Python unpickles it. Read as a weight file each is an error naming the global, before any value
+// is returned (nothing is executed either way).
+TEST(PickleWeightGlobals, CallsOutsideTheAllowListAreRefused) {
+  // GLOBAL + REDUCE (protocol 2), as pickle.dumps of an object whose __reduce__ is os.system.
+  std::string message = weight_error(B("\x80\x02" "cos\nsystem\nX\x02\x00\x00\x00ls\x85R."));
+  EXPECT_THAT(message, HasSubstr("global 'os.system' at byte offset 2 in weights.pth is not "
+                                 "allowed in a weight file"));
+  // STACK_GLOBAL + REDUCE (protocol 4).
+  message = weight_error(B("\x80\x04\x8c\x08" "builtins" "\x8c\x04" "eval" "\x93\x8c\x03" "1+1" "\x85R."));
+  EXPECT_THAT(message, HasSubstr("global 'builtins.eval'"));
+  // INST (protocol 0) calls the class too.
+  EXPECT_THAT(weight_error(B("(S'ls'\nisubprocess\nPopen\n.")),
+              HasSubstr("global 'subprocess.Popen'"));
+  // OBJ.
+  EXPECT_THAT(weight_error(B("\x80\x02(csubprocess\nPopen\nX\x02\x00\x00\x00lso.")),
+              HasSubstr("global 'subprocess.Popen'"));
+  // Instantiated without a call (NEWOBJ) but given no module state: still refused.
+  EXPECT_THAT(weight_error(B("\x80\x02" "csubprocess\nPopen\n)\x81}b.")),
+              HasSubstr("global 'subprocess.Popen'"));
+  // Named and left as a value.
+  EXPECT_THAT(weight_error(B("\x80\x02" "cos\nsystem\n\x85.")), HasSubstr("global 'os.system'"));
+}
+
+TEST(PickleWeightGlobals, TheAllowListAndModuleClassesLoad) {
+  EXPECT_TRUE(is_weight_file_global("torch._utils", "_rebuild_tensor_v2"));
+  EXPECT_TRUE(is_weight_file_global("torch", "FloatStorage"));
+  EXPECT_TRUE(is_weight_file_global("torch.cuda", "HalfStorage"));
+  EXPECT_TRUE(is_weight_file_global("numpy.core.multiarray", "_reconstruct"));
+  EXPECT_TRUE(is_weight_file_global("collections", "OrderedDict"));
+  EXPECT_TRUE(is_weight_file_global("argparse", "Namespace"));
+  EXPECT_FALSE(is_weight_file_global("os", "system"));
+  EXPECT_FALSE(is_weight_file_global("builtins", "eval"));
+  EXPECT_FALSE(is_weight_file_global("torch", "load"));
+  EXPECT_FALSE(is_weight_file_global("numpy.core.multiarray", "frombuffer"));
+  // A user's nn.Module class, as torch.save(model) writes it: NEWOBJ, then BUILD with a dict
+  // holding _parameters. Loads as an inert object.
+  PickleOptions options;
+  options.objects = true;
+  const PyValue module = parse_pickle(
+      B("\x80\x02" "c__main__\nTinyMatcher\n)\x81}X\x0b\x00\x00\x00_parameters}sb."),
+      "model.pth", options);
+  EXPECT_EQ(module.class_name(), "__main__.TinyMatcher");
+  EXPECT_TRUE(module.object_state().find("_parameters") != nullptr);
+  // The same class called (REDUCE) is refused even when another instance got a module's state.
+  EXPECT_THAT(weight_error(B("\x80\x02" "c__main__\nTinyMatcher\n)R.")),
+              HasSubstr("global '__main__.TinyMatcher'"));
+}
+
+TEST(PickleWeightGlobals, PythonsOwnExploitPickleIsRefused) {
+  if (!have_python()) GTEST_SKIP() << kPython << " is not installed";
+  const TempDir dir;
+  // The pickles Python itself writes for the three classic payloads, plain and inside a
+  // torch.save archive.
+  const std::string out = run_python(
+      "import os, pickle, subprocess, builtins, sys\n"
+      "class A:\n    def __reduce__(self): return (os.system, ('echo pwned',))\n"
+      "class B:\n    def __reduce__(self): return (builtins.eval, ('1+1',))\n"
+      "class C:\n    def __reduce__(self): return (subprocess.Popen, (['true'],))\n"
+      "for name, obj in (('a', A()), ('b', B()), ('c', C())):\n"
+      "    for proto in (0, 2, 4):\n"
+      "        open('" + dir.path().string() + "/%s%d.p' % (name, proto), 'wb').write("
+      "pickle.dumps({'model': obj}, protocol=proto))\n"
+      "print('ok')\n",
+      dir);
+  ASSERT_THAT(out, HasSubstr("ok"));
+  // Below protocol 3 Python writes the Python 2 names of builtins and subprocess.
+  const std::map<std::string, std::pair<std::string, std::string>> expected = {
+      {"a", {"'posix.system'", "'posix.system'"}},
+      {"b", {"'__builtin__.eval'", "'builtins.eval'"}},
+      {"c", {"'commands.Popen'", "'subprocess.Popen'"}}};
+  for (const auto& [name, globals] : expected) {
+    for (const int proto : {0, 2, 4}) {
+      const std::string& global = proto < 3 ? globals.first : globals.second;
+      PickleOptions options;
+      options.objects = true;
+      const std::string file = (dir.path() / (name + std::to_string(proto) + ".p")).string();
+      const std::string message = error_of([&] { load_pickle(file, options); });
+      EXPECT_THAT(message, HasSubstr("global " + global)) << file;
+      EXPECT_THAT(message, HasSubstr("is not allowed in a weight file")) << file;
+    }
+  }
+}
+
 TEST(PickleErrors, MissingMemoKey) {
   EXPECT_THAT(parse_error("\x80\x02h\x05."), HasSubstr("memo key 5 not found"));
   EXPECT_THAT(parse_error("(g12\n."), HasSubstr("memo key 12 not found"));
@@ -412,6 +503,33 @@ TEST(PickleWriter, SavesAtomically) {
   EXPECT_FALSE(std::filesystem::exists(file.string() + ".tmp"));
   EXPECT_EQ(load_pickle(file), refs);
   EXPECT_THAT(error_of([&] { load_pickle(dir.path() / "absent.p"); }), HasSubstr("absent.p"));
+}
+
+TEST(PickleWriter, StreamedListHasTheBytesOfTheWholeList) {
+  TempDir dir;
+  // The real refs (dicts, lists, str and ints, with memo references inside each ref), and a
+  // long list of them, past Python's 1,000-item APPENDS batches and the 256-entry short memo.
+  const PyValue real = load_pickle(kDataDir / "refer" / "pickle-variants" /
+                                   "refcoco_unc_ordereddict_protocol2.p");
+  for (const std::size_t count : {std::size_t{0}, std::size_t{1}, real.size(), std::size_t{2345}}) {
+    for (const int protocol : {2, 4}) {
+      // Fresh copies, so that no two items share a node (what the streamed writer requires).
+      const auto item = [&](std::size_t i) {
+        return parse_pickle(write_pickle(real[i % real.size()], protocol), "copy");
+      };
+      PyValue::List items;
+      for (std::size_t i = 0; i < count; ++i) items.push_back(item(i));
+      const auto whole = dir.path() / "whole.p";
+      const auto streamed = dir.path() / "streamed.p";
+      save_pickle(whole, PyValue::list(items), protocol);
+      std::size_t next = 0;
+      save_pickle_list(streamed, count, [&] { return item(next++); }, protocol);
+      EXPECT_EQ(next, count);
+      EXPECT_EQ(test::read_file(streamed), test::read_file(whole))
+          << count << " items, protocol " << protocol;
+      EXPECT_FALSE(std::filesystem::exists(streamed.string() + ".tmp"));
+    }
+  }
 }
 
 }  // namespace

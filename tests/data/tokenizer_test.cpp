@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <fstream>
 #include <numeric>
@@ -256,6 +257,20 @@ TEST(ClipBpe, MissingOrMalformedMergesNameTheFile) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("short.txt"));
   }
+}
+
+TEST(ClipBpe, ADecompressionBombIsAnErrorNotGigabytes) {
+  TempDir dir;
+  // 64 MB of one line, gzip-compressed to about 64 KB.
+  const auto bomb = dir.path() / "bomb.txt.gz";
+  gzFile out = gzopen(bomb.c_str(), "wb9");
+  ASSERT_NE(out, nullptr);
+  const std::string block(1 << 20, 'a');
+  for (int i = 0; i < 64; ++i) gzwrite(out, block.data(), static_cast<unsigned>(block.size()));
+  gzclose(out);
+  ASSERT_LT(std::filesystem::file_size(bomb), 1u << 20);
+  const std::string message = test::thrown_message<Error>([&] { ClipBpe c(bomb.string()); });
+  EXPECT_THAT(message, HasSubstr("bomb.txt.gz' decompresses to more than 16 MB"));
 }
 
 // ---- word vocabulary ---------------------------------------------------------------------------

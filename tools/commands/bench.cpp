@@ -26,6 +26,7 @@ Action add_bench_command(CLI::App& app) {
     bool quick = false;
     bool list = false;
     std::string against;
+    bool under_load = false;
   };
   auto o = std::make_shared<Options>();
   sub->add_option("name", o->name, "benchmark to run (--list shows them)");
@@ -39,6 +40,9 @@ Action add_bench_command(CLI::App& app) {
   sub->add_flag("--list", o->list, "list the benchmarks");
   sub->add_option("--against", o->against,
                   "an original's checkout to run beside ours (lavt: LAVT-RIS; cris: CRIS.pytorch)");
+  sub->add_flag("--under-load", o->under_load,
+                "train: also measure next to busy processes on every core, with and without "
+                "runtime.share_cores");
   return [o]() {
     auto& registry = benchmark_registry();
     if (o->list || o->name.empty()) {
@@ -48,7 +52,7 @@ Action add_bench_command(CLI::App& app) {
     const Benchmark& bench = registry.get(o->name);
     const Config config = o->config.load();
     BenchContext ctx{config,   apply_runtime(config), o->repeats, o->warmup,
-                     o->python, o->quick,             o->against};
+                     o->python, o->quick,             o->against, o->under_load};
     const nlohmann::json result = bench(ctx);
     if (!o->json.empty()) {
       std::ofstream out(o->json);

@@ -11,6 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "../commands.h"
+#include "wico/core/core_share.h"
 #include "wico/core/error.h"
 #include "wico/eval/predictor.h"
 
@@ -95,6 +96,7 @@ Action add_predict_command(CLI::App& app) {
     eval::Predictor predictor(o->checkpoint, o->overrides);
     fs::create_directories(o->out);
     for (const auto& job : jobs) {
+      share_cores_with_load();
       const cv::Mat3b image = eval::read_image(job.image);
       const eval::PredictResult r = predictor.predict(image, job.text);
       const fs::path mask_png = fs::path(o->out) / (job.name + "_mask.png");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "wico/core/config.h"
 #include "wico/core/registry.h"
@@ -22,6 +23,7 @@ struct BenchContext {
   std::string python = "/usr/bin/python3";  // interpreter with Debian's python3-torch
   bool quick = false;           // smaller problem sizes, for smoke runs
   std::string against;          // an original's checkout to compare with (lavt: LAVT-RIS; cris: CRIS.pytorch)
+  bool under_load = false;      // also measure next to processes that keep every core busy
 };
 
 // Returns the measured figures as JSON (also printed as a table by the benchmark itself).
@@ -48,6 +50,19 @@ class ScratchDir {
 
  private:
   std::filesystem::path path_;
+};
+
+// `count` child processes that each keep one core busy until the object goes away (the
+// competing load of `wico bench train --under-load` and of the core-sharing tests).
+class BusyProcesses {
+ public:
+  explicit BusyProcesses(int count);
+  ~BusyProcesses();
+  BusyProcesses(const BusyProcesses&) = delete;
+  BusyProcesses& operator=(const BusyProcesses&) = delete;
+
+ private:
+  std::vector<int> pids_;
 };
 
 // float32 GEMM rates (GFLOP/s) of an n x n product at the current thread count through each

@@ -2,7 +2,9 @@
 // Creating a run never destroys what a previous run left there.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <cstddef>
 #include <fstream>
 #include <functional>
@@ -58,7 +60,12 @@ std::string run_name_for(const Config& config);
 // line being written.
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::filesystem::path& file);
+  // A fresh run appends to what is there. A resumed run passes the iteration of the checkpoint it
+  // continues from: records of later iterations (written before an interruption, and about to be
+  // written again) and a last line cut off mid-write are removed first, so the file reads as one
+  // uninterrupted run.
+  explicit MetricsLog(const std::filesystem::path& file,
+                      std::optional<std::int64_t> resumed_at_iteration = std::nullopt);
   void write(const nlohmann::json& record);
 
  private:

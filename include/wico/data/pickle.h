@@ -136,6 +136,14 @@ struct PickleOptions {
   // (as Python's Unpickler.persistent_load). Unset: the id stays a kPersistentId value.
   std::function<PyValue(const PyValue& id)> persistent_load;
 };
+// The globals a weight file may name (PickleOptions::objects): torch's tensor, storage and
+// parameter rebuilding, sizes, devices and dtypes, TorchScript's classes and builders, numpy's
+// array reconstruction, OrderedDict, _codecs.encode, argparse.Namespace and a few builtins. Any
+// other global is an error naming it, unless it is only the class of an object that NEWOBJ
+// creates and BUILD gives a torch.nn.Module's state (torch.save(model) stores modules so);
+// REDUCE, OBJ and INST of one (what runs code in Python: os.system, builtins.eval) fail at once.
+bool is_weight_file_global(std::string_view module, std::string_view name);
+
 PyValue parse_pickle(std::string_view bytes, const std::string& source_name,
                      const PickleOptions& options = {});
 PyValue load_pickle(const std::filesystem::path& file, const PickleOptions& options = {});
@@ -150,7 +158,13 @@ std::size_t parse_pickle_prefix(std::string_view bytes, const std::string& sourc
 // A str that is not valid UTF-8 (a Python 2 byte string read from a pickle) cannot be written as
 // unicode and throws.
 std::string write_pickle(const PyValue& value, int protocol = 2);
-// Writes to path + ".tmp" and renames it over `path`, so a failed write leaves the old file.
+// Writes to path + ".tmp" and renames it over `path`, so a failed write leaves the old file (and
+// no temporary).
 void save_pickle(const std::filesystem::path& path, const PyValue& value, int protocol = 2);
+// save_pickle of a list of `count` items that `next_item` makes one at a time, each dropped once
+// written: the same bytes as save_pickle(PyValue::list(items)) when no two items share a value,
+// without holding the list (a RefCOCO-sized refs file).
+void save_pickle_list(const std::filesystem::path& path, std::size_t count,
+                      const std::function<PyValue()>& next_item, int protocol = 2);
 
 }  // namespace wico::data

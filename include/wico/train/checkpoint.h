@@ -94,6 +94,9 @@ class CheckpointDir {
   std::optional<std::filesystem::path> latest() const;
   // Removes all but the newest keep_last iteration checkpoints (best.pt is separate).
   void prune() const;
+  // Removes the temporary files of checkpoint writes that a killed process left behind
+  // (<name>.tmp.<pid>.<n> of a process that no longer runs); returns how many.
+  int remove_stale_temporaries() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
