@@ -4,7 +4,6 @@
 #include <charconv>
 #include <iomanip>
 #include <map>
-#include <mutex>
 #include <ostream>
 #include <sstream>
 
@@ -80,21 +79,6 @@ std::string format_value(const Value& value) {
     }
   };
   return std::visit(Visitor{}, value);
-}
-
-const Schema& Schema::builtin() {
-  static Schema schema;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    add_core_keys(schema);
-    add_data_keys(schema);
-    add_eval_keys(schema);
-    add_train_keys(schema);
-    add_bottom_up_keys(schema);
-    add_top_down_keys(schema);
-    add_wico_keys(schema);
-  });
-  return schema;
 }
 
 Schema& Schema::add(KeySpec spec) {

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "wico/core/error.h"
+#include "wico/core/json_number.h"
 #include "wico/data/pickle.h"
 
 namespace fs = std::filesystem;
@@ -27,11 +28,17 @@ T field(const nlohmann::json& object, const char* key, const fs::path& file,
   if (it == object.end()) {
     throw Error(file.string() + ": " + entry + " has no '" + key + "'");
   }
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(file.string() + ": " + entry + " field '" + key + "' has the wrong type (" +
-                it->type_name() + ")");
+  if constexpr (std::is_integral_v<T>) {
+    if (const auto v = json_integer<T>(*it)) return *v;
+    throw Error(file.string() + ": " + entry + " field '" + key + "' is " + it->dump() +
+                ", not an integer in range");
+  } else {
+    try {
+      return it->get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(file.string() + ": " + entry + " field '" + key + "' has the wrong type (" +
+                  it->type_name() + ")");
+    }
   }
 }
 
@@ -108,6 +115,8 @@ ReferDataset ReferDataset::load(const fs::path& root, const std::string& dataset
     } catch (const nlohmann::json::parse_error& e) {
       throw Error(instances.string() + ": malformed JSON at byte " + std::to_string(e.byte) +
                   ": " + e.what());
+    } catch (const nlohmann::json::exception& e) {  // a number beyond double's range
+      throw Error(instances.string() + ": " + e.what());
     }
   }
   if (!coco.is_object()) throw Error(instances.string() + ": expected a JSON object");
@@ -130,8 +139,8 @@ ReferDataset ReferDataset::load(const fs::path& root, const std::string& dataset
     a.image_id = field<std::int64_t>(ann, "image_id", instances, entry);
     a.category_id = field<std::int64_t>(ann, "category_id", instances, entry);
     a.bbox = field<std::array<double, 4>>(ann, "bbox", instances, entry);
-    a.area = ann.value("area", 0.0);
-    a.iscrowd = ann.value("iscrowd", 0) != 0;
+    if (ann.contains("area")) a.area = field<double>(ann, "area", instances, entry);
+    if (ann.contains("iscrowd")) a.iscrowd = field<int>(ann, "iscrowd", instances, entry) != 0;
     auto seg = ann.find("segmentation");
     if (seg == ann.end()) throw Error(instances.string() + ": " + entry + " has no segmentation");
     a.segmentation = *seg;
@@ -145,7 +154,9 @@ ReferDataset ReferDataset::load(const fs::path& root, const std::string& dataset
   for (const auto& cat : array_field(coco, "categories", instances)) {
     CocoCategory c{field<std::int64_t>(cat, "id", instances, "a category"),
                    field<std::string>(cat, "name", instances, "a category"),
-                   cat.value("supercategory", std::string())};
+                   cat.contains("supercategory")
+                       ? field<std::string>(cat, "supercategory", instances, "a category")
+                       : std::string()};
     d.categories_[c.id] = std::move(c);
   }
   for (const auto& [id, category] : d.categories_) {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "wico/core/error.h"
+#include "wico/core/json_number.h"
 #include "wico/data/coco_mask.h"
 
 namespace wico::eval {
@@ -67,11 +68,19 @@ std::vector<Prediction> read_predictions(const std::filesystem::path& file) {
     try {
       const auto j = nlohmann::json::parse(line);
       Prediction p;
-      p.ref_id = j.at("ref_id").get<std::int64_t>();
-      p.sent_id = j.at("sent_id").get<std::int64_t>();
-      p.image_id = j.at("image_id").get<std::int64_t>();
-      p.height = j.at("height").get<int>();
-      p.width = j.at("width").get<int>();
+      const auto integer = [&](const char* key, auto& out) {
+        const auto v = json_integer<std::decay_t<decltype(out)>>(j.at(key));
+        if (!v) {
+          throw Error(file.string() + ":" + std::to_string(number) + ": \"" + key + "\" is " +
+                      j.at(key).dump() + ", not an integer in range");
+        }
+        out = *v;
+      };
+      integer("ref_id", p.ref_id);
+      integer("sent_id", p.sent_id);
+      integer("image_id", p.image_id);
+      integer("height", p.height);
+      integer("width", p.width);
       p.masks = j.at("masks").get<std::map<std::string, std::string>>();
       if (j.contains("scores")) p.scores = j.at("scores").get<std::map<std::string, double>>();
       out.push_back(std::move(p));

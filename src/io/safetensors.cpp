@@ -95,6 +95,8 @@ WeightFile read_safetensors(const std::filesystem::path& path) {
         });
   } catch (const nlohmann::json::parse_error& e) {
     fail(8 + e.byte, detail::concat("invalid JSON header: ", e.what()));
+  } catch (const nlohmann::json::exception& e) {  // a number beyond double's range
+    fail(8, detail::concat("invalid JSON header: ", e.what()));
   }
   if (!duplicate.empty()) fail(8, detail::concat("duplicate tensor name '", duplicate, "' in the header"));
   if (!json.is_object()) fail(8, "the JSON header is not an object");

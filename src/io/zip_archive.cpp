@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <limits>
 
+#include <zlib.h>
+
 #include "little_endian.h"
 #include "wico/core/error.h"
 
@@ -157,6 +159,25 @@ std::string_view ZipArchive::data(const ZipEntry& entry) const {
                                            entry.method, "); only stored entries are read"));
   }
   return file_->bytes().substr(entry.data_offset, entry.size);
+}
+
+void ZipArchive::verify_checksums() const {
+  for (const ZipEntry& entry : entries_) {
+    if (entry.method != 0) continue;  // compressed: its inflater checks it
+    const std::string_view bytes = data(entry);
+    // zlib's crc32 takes at most 4 GB per call.
+    uLong crc = ::crc32(0L, Z_NULL, 0);
+    for (std::size_t done = 0; done < bytes.size();) {
+      const std::size_t n = std::min<std::size_t>(bytes.size() - done, 1u << 30);
+      crc = ::crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + done),
+                    static_cast<uInt>(n));
+      done += n;
+    }
+    if (static_cast<std::uint32_t>(crc) != entry.crc32) {
+      fail(entry.data_offset, "entry '" + entry.name + "' does not match its CRC-32 (the file "
+                              "is corrupt)");
+    }
+  }
 }
 
 }  // namespace wico::io

@@ -21,6 +21,7 @@
 #include "wico/core/config.h"
 #include "wico/core/error.h"
 #include "wico/io/pretrained.h"
+#include "wico/io/zip_archive.h"
 #include "wico/core/run_dir.h"
 
 namespace fs = std::filesystem;
@@ -147,6 +148,12 @@ Checkpoint Checkpoint::read(const fs::path& path) {
   if (!fs::exists(path)) throw Error("checkpoint '" + path.string() + "' does not exist");
   Checkpoint c;
   c.path_ = path;
+  // Our own checked reader first: LibTorch's may abort on a damaged archive.
+  try {
+    io::ZipArchive(io::MappedFile::open(path)).verify_checksums();
+  } catch (const Error& e) {
+    throw Error("checkpoint '" + path.string() + "' is truncated or corrupt (" + e.what() + ")");
+  }
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path.string(), c10::Device(c10::kCPU));

@@ -126,6 +126,16 @@ TEST(Refer, BadInputNamesTheFile) {
   dir.write("refcoco/instances.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}]}");
   EXPECT_THAT(error_of([&] { ReferDataset::load(dir.path(), "refcoco", "unc"); }),
               HasSubstr("has no 'height'"));
+  // Found by refer_fuzz: a number beyond double's range was an uncaught exception (a crash), and
+  // a size beyond int's an undefined conversion.
+  dir.write("refcoco/instances.json", "{\"images\": [7e917]}");
+  EXPECT_THAT(error_of([&] { ReferDataset::load(dir.path(), "refcoco", "unc"); }),
+              HasSubstr("refcoco/instances.json: [json.exception.out_of_range.406] number "
+                        "overflow parsing '7e917'"));
+  dir.write("refcoco/instances.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\", "
+                                      "\"height\": 1e98, \"width\": 5}]}");
+  EXPECT_THAT(error_of([&] { ReferDataset::load(dir.path(), "refcoco", "unc"); }),
+              HasSubstr("an image field 'height' is 1e+98, not an integer in range"));
 }
 
 }  // namespace

@@ -51,5 +51,26 @@ TEST(Predictions, MalformedLinesNameFileAndLine) {
               ::testing::HasSubstr("p.jsonl:1: malformed prediction"));
 }
 
+TEST(Predictions, SizesOutOfRangeAreErrorsNotConversions) {
+  // 1e98 as an int was undefined behaviour inside nlohmann's get<int>() (found by text_fuzz).
+  test::TempDir dir;
+  const std::string rest = R"(, "masks": {"bottom_up": "62309"}})";
+  const auto huge = dir.write(
+      "huge.jsonl", R"({"ref_id": 1, "sent_id": 2, "image_id": 3, "height": 1e98, "width": 5)" +
+                        rest + "\n");
+  EXPECT_THAT(test::thrown_message<Error>([&] { read_predictions(huge); }),
+              ::testing::HasSubstr("huge.jsonl:1: \"height\" is 1e+98, not an integer in range"));
+  const auto wide = dir.write(
+      "wide.jsonl", R"({"ref_id": 1, "sent_id": 2, "image_id": 3, "height": 5, "width": 4294967301)" +
+                        rest + "\n");
+  EXPECT_THAT(test::thrown_message<Error>([&] { read_predictions(wide); }),
+              ::testing::HasSubstr("\"width\" is 4294967301, not an integer in range"));
+  // An integral float is an integer.
+  const auto fine = dir.write(
+      "fine.jsonl", R"({"ref_id": 1, "sent_id": 2, "image_id": 3.0, "height": 5, "width": 5)" +
+                        rest + "\n");
+  EXPECT_EQ(read_predictions(fine).at(0).image_id, 3);
+}
+
 }  // namespace
 }  // namespace wico::eval

@@ -25,6 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       volatile char sink = bytes.empty() ? 0 : bytes.back();
       (void)sink;
     }
+    zip.verify_checksums();
   } catch (const wico::Error&) {
   }
   return 0;

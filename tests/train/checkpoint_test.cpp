@@ -1,5 +1,6 @@
 #include "wico/train/checkpoint.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -87,6 +88,21 @@ TEST(Checkpoint, TruncatedOrMissingFileIsAnErrorNamingIt) {
   EXPECT_NE(m.find("none.pt' does not exist"), std::string::npos) << m;
   std::ofstream(dir.path() / "junk.pt") << "not a checkpoint";
   EXPECT_THROW(Checkpoint::read(dir.path() / "junk.pt"), Error);
+}
+
+TEST(Checkpoint, AFlippedBitIsFoundByItsChecksum) {
+  test::TempDir dir;
+  Net net;
+  const fs::path file = dir.path() / "c.pt";
+  save_checkpoint(file, net, nullptr, {}, Config::defaults());
+  // One bit in the middle of the file (inside a tensor's bytes or the metadata): the sizes and
+  // structure still parse, only the CRC-32 of the entry tells.
+  std::string bytes = test::read_file(file);
+  bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x10);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  const std::string m = test::thrown_message<Error>([&] { Checkpoint::read(file); });
+  EXPECT_THAT(m, ::testing::HasSubstr("checkpoint '" + file.string() + "' is truncated or corrupt"));
+  EXPECT_THAT(m, ::testing::HasSubstr("does not match its CRC-32"));
 }
 
 TEST(Checkpoint, NonFiniteModelIsNeverWrittenAndThePreviousFileSurvives) {

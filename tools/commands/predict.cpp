@@ -33,7 +33,7 @@ std::vector<Job> read_batch_file(const fs::path& file) {
   nlohmann::json list;
   try {
     list = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // malformed, or a number beyond double's range
     throw ConfigError("--batch file '" + file.string() + "' is not valid JSON: " + e.what());
   }
   if (!list.is_array()) {

@@ -36,6 +36,9 @@ class ZipArchive {
   const ZipEntry& at(std::string_view name) const;
   // A stored entry's bytes; a compressed one is an Error (no reader here needs one).
   std::string_view data(const ZipEntry& entry) const;
+  // Compares every stored entry's CRC-32 with its bytes; a mismatch is an Error naming the entry
+  // (a bit flipped on disk, or a file cut and patched) before anything else reads it.
+  void verify_checksums() const;
   const MappedFile& file() const { return *file_; }
   const std::shared_ptr<const MappedFile>& shared_file() const { return file_; }
 
