@@ -149,7 +149,17 @@ class Loader {
   explicit Loader(const Schema& schema) : schema_(schema) {}
 
   void load(const fs::path& file, const Origin& referenced_from) {
-    const fs::path path = fs::weakly_canonical(fs::absolute(file));
+    fs::path path;
+    try {
+      path = fs::weakly_canonical(fs::absolute(file));
+      (void)fs::is_regular_file(path);
+    } catch (const fs::filesystem_error& e) {  // a name too long, a loop of links
+      throw ConfigError((referenced_from.file.empty() ? "config file '" + file.string() + "'"
+                                                      : referenced_from.describe() +
+                                                            ": _base_ file '" + file.string() +
+                                                            "'") +
+                        ": " + e.code().message());
+    }
     for (std::size_t i = 0; i < stack_.size(); ++i) {
       if (stack_[i] == path) {
         std::string chain;

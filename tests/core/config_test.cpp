@@ -192,6 +192,15 @@ TEST(Config, MissingBaseFileNamesTheReferringLine) {
   EXPECT_THAT(msg, HasSubstr("missing.yaml' not found"));
 }
 
+TEST(Config, AnImpossibleBaseNameIsAConfigError) {
+  // Found by config_fuzz: a name longer than the file system allows was a filesystem_error.
+  TempDir dir;
+  const auto file = dir.write("a.yaml", "_base_: " + std::string(5000, 'x') + ".yaml\n");
+  const std::string msg = config_error([&] { Config::load(file, {}, test_schema()); });
+  EXPECT_THAT(msg, HasSubstr("a.yaml:1: _base_ file '"));
+  EXPECT_THAT(msg, HasSubstr("File name too long"));
+}
+
 TEST(Config, MissingConfigFileIsAClearError) {
   const Schema schema = test_schema();
   EXPECT_THAT(config_error([&] { Config::load("/nonexistent/x.yaml", {}, schema); }),
