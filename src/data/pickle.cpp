@@ -1822,11 +1822,19 @@ class PickleWriter {
 const char PickleWriter::kCodecsKey = 0;
 const char PickleWriter::kLatin1Key = 0;
 
-std::string write_pickle(const PyValue& value, int protocol) {
+namespace {
+
+void check_protocol(int protocol) {
   if (protocol < 2 || protocol > 5) {
     throw Error(detail::concat("write_pickle: protocol ", protocol,
                                " not supported (2 to 5 are)"));
   }
+}
+
+}  // namespace
+
+std::string write_pickle(const PyValue& value, int protocol) {
+  check_protocol(protocol);
   return PickleWriter(protocol).write(value);
 }
 
@@ -1864,13 +1872,6 @@ void write_replacing(const std::filesystem::path& path,
   if (ec) {
     std::filesystem::remove(temporary, ignored);
     throw Error(detail::concat("cannot rename ", temporary.string(), " to ", path.string()));
-  }
-}
-
-void check_protocol(int protocol) {
-  if (protocol < 2 || protocol > 5) {
-    throw Error(detail::concat("write_pickle: protocol ", protocol,
-                               " not supported (2 to 5 are)"));
   }
 }
 

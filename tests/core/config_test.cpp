@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/small_schema.h"
 #include "test_util.h"
 #include "wico/core/error.h"
 
@@ -12,20 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 using test::TempDir;
 
-// A small schema of its own, so these tests do not depend on what other components declare.
-Schema test_schema() {
-  Schema s;
-  s.text("run.name", "", "name")
-      .text("run.root", "runs", "root")
-      .integer("runtime.threads", 0, "threads", 0, 64)
-      .real("train.lr", 1e-4, "learning rate", 0.0, 1.0)
-      .flag("train.amp", false, "mixed precision")
-      .integers("model.depths", {2, 2, 6, 2}, "depths", 1, 48)
-      .reals("loss.weights", {0.9, 1.1}, "class weights")
-      .texts("data.splits", {"val"}, "splits", {"val", "testA", "testB"})
-      .text("data.dataset", "refcoco", "dataset", {"refcoco", "refcoco+", "refcocog"});
-  return s;
-}
+Schema test_schema() { return test::small_schema(); }
 
 // The message of the ConfigError that `fn` throws.
 template <typename Fn>

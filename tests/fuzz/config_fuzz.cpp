@@ -3,6 +3,7 @@
 // schema of every value type. Anything must load or throw wico::Error (ConfigError).
 #include <cstdint>
 
+#include "../core/small_schema.h"
 #include "fuzz_util.h"
 #include "wico/core/config.h"
 #include "wico/core/error.h"
@@ -11,18 +12,7 @@
 namespace {
 
 const wico::Schema& fuzz_schema() {
-  static const wico::Schema schema = [] {
-    wico::Schema s;
-    s.text("run.name", "", "name")
-        .integer("runtime.threads", 0, "threads", 0, 64)
-        .real("train.lr", 1e-4, "learning rate", 0.0, 1.0)
-        .flag("train.amp", false, "mixed precision")
-        .integers("model.depths", {2, 2, 6, 2}, "depths", 1, 48)
-        .reals("loss.weights", {0.9, 1.1}, "class weights")
-        .texts("data.splits", {"val"}, "splits", {"val", "testA", "testB"})
-        .text("data.dataset", "refcoco", "dataset", {"refcoco", "refcoco+", "refcocog"});
-    return s;
-  }();
+  static const wico::Schema schema = wico::test::small_schema();
   return schema;
 }
 

@@ -30,7 +30,7 @@ inline std::filesystem::path write_file(const std::filesystem::path& relative,
   return path;
 }
 
-// The input's parts separated by `separator` (the first `count` - 1 separators split).
+// The input before and after the first `separator` (all of it and nothing when there is none).
 inline std::pair<std::string_view, std::string_view> split_once(std::string_view input,
                                                                  std::string_view separator) {
   const auto at = input.find(separator);
